@@ -1,0 +1,1 @@
+"""Alembic environment and versions for the ``write`` and ``read`` schemas."""

@@ -1,0 +1,1 @@
+"""Cross-cutting code shared by every orderdesk process: settings, servers, logging, auth, HTTP."""

@@ -1,0 +1,55 @@
+"""Database URLs and connection factories, shared by every process.
+
+URLs may be given as plain ``postgresql://user:pass@host:port/db``; we pick the driver:
+psycopg 3 for the application, ``postgresql+psycopg`` for SQLAlchemy/Alembic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2",
+            "postgresql+asyncpg"}
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as libpq understands it (``postgresql://``), whatever driver suffix it had."""
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL: {parts.scheme}://…")
+    return urlunsplit(("postgresql", *parts[1:]))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` for SQLAlchemy with the psycopg 3 driver."""
+    return "postgresql+psycopg" + libpq_url(url)[len("postgresql"):]
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server, another database name."""
+    parts = urlsplit(libpq_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[TupleRow]:
+    """One synchronous connection (CLI, relay, worker)."""
+    return psycopg.connect(libpq_url(url), **kwargs)
+
+
+def sync_pool(url: str, *, size: int, name: str) -> ConnectionPool:
+    """A synchronous pool, opened by the caller (``with pool:`` or ``pool.open()``)."""
+    return ConnectionPool(libpq_url(url), min_size=1, max_size=size, name=name, open=False,
+                          kwargs={"application_name": f"orderdesk-{name}"})
+
+
+def async_pool(url: str, *, size: int, name: str) -> AsyncConnectionPool:
+    """An asyncio pool for an API process; opened in the app's lifespan."""
+    return AsyncConnectionPool(libpq_url(url), min_size=size, max_size=size, name=name,
+                               open=False,
+                               kwargs={"application_name": f"orderdesk-{name}",
+                                       "autocommit": False})

@@ -1,0 +1,67 @@
+"""Read-model representations shared by the projector (cache refresh) and the query API.
+
+These are exactly the JSON shapes API.md gives for single resources. The projector writes
+them to the Redis cache after commit; the query API serves them from the cache or builds
+them from the read tables. One shape, so a cached value and a fresh one never differ.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ProductView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /products/{sku}``."""
+
+    sku: str
+    name: str
+    price: int
+    status: str
+    on_hand: int
+    reserved: int
+    available: int
+    units_sold: int
+    revenue: int
+    version: int
+    updated_at: str
+
+
+class OrderLineView(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of an order, with the product name and price captured at order time."""
+
+    sku: str
+    name: str
+    quantity: int
+    unit_price: int
+    line_total: int
+
+
+class OrderView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /orders/{id}``."""
+
+    id: str
+    customer_id: str
+    status: str
+    lines: list[OrderLineView]
+    total: int
+    paid_amount: int
+    refund: int
+    placed_at: str
+    paid_at: str | None
+    shipped_at: str | None
+    cancelled_at: str | None
+    version: int
+
+
+def product_cache_key(sku: str) -> str:
+    """Redis key of a cached :class:`ProductView`."""
+    return f"orderdesk:product:{sku}"
+
+
+def order_cache_key(order_id: str) -> str:
+    """Redis key of a cached :class:`OrderView`."""
+    return f"orderdesk:order:{order_id}"
+
+
+TOP_PRODUCTS_BY_UNITS = "orderdesk:top-products:units"
+TOP_PRODUCTS_BY_REVENUE = "orderdesk:top-products:revenue"
