@@ -6,7 +6,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import context
-
 from sqlalchemy.dialects.postgresql.base import ischema_names
 
 from command_side.tables import Xid8
@@ -27,8 +26,7 @@ def _include_name(name: str | None, type_: str, parent_names: Any) -> bool:
 
 def run_migrations() -> None:
     config = context.config
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url") or "",
-                              poolclass=sa.NullPool)
+    engine = sa.create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=sa.NullPool)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

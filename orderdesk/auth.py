@@ -64,23 +64,32 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("The Authorization header must be 'Bearer <token>'.")
         try:
-            claims = jwt.decode(token.strip(), self.key, algorithms=[self.algorithm],
-                                options={"require": ["exp", "sub"]})
+            claims = jwt.decode(
+                token.strip(),
+                self.key,
+                algorithms=[self.algorithm],
+                options={"require": ["exp", "sub"]},
+            )
         except jwt.ExpiredSignatureError:
             raise _unauthorized("The token has expired.") from None
         except jwt.InvalidTokenError:
             raise _unauthorized("The token is not valid.") from None
         subject = claims.get("sub")
         roles = claims.get("roles", [])
-        if (not isinstance(subject, str) or not 1 <= len(subject) <= 64
-                or not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
+        if (
+            not isinstance(subject, str)
+            or not 1 <= len(subject) <= 64
+            or not isinstance(roles, list)
+            or not all(isinstance(r, str) for r in roles)
+        ):
             raise _unauthorized("The token's claims are not valid.")
         return Principal(subject=subject, roles=frozenset(r for r in roles if r in ROLES))
 
 
 def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(401, "unauthorized", detail,
-                        headers={"WWW-Authenticate": 'Bearer realm="orderdesk"'})
+    return ProblemError(
+        401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="orderdesk"'}
+    )
 
 
 def mint_token(settings: Settings, subject: str, roles: list[str], ttl_seconds: int) -> str:

@@ -25,8 +25,15 @@ def _serve(app_factory: str, settings: Settings, host: str, port: int, process: 
     module_name, _, func_name = app_factory.partition(":")
     with runtime_servers(settings) as resolved:
         app = getattr(importlib.import_module(module_name), func_name)(resolved)
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                    server_header=False, timeout_graceful_shutdown=10)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
     return 0
 
 
@@ -49,17 +56,28 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_command_api(settings: Settings, args: argparse.Namespace) -> int:
-    return _serve("command_side.app:create_app", settings, args.host or settings.command_host,
-                  args.port or settings.command_port, "command-api")
+    return _serve(
+        "command_side.app:create_app",
+        settings,
+        args.host or settings.command_host,
+        args.port or settings.command_port,
+        "command-api",
+    )
 
 
 def cmd_query_api(settings: Settings, args: argparse.Namespace) -> int:
-    return _serve("query_side.app:create_app", settings, args.host or settings.query_host,
-                  args.port or settings.query_port, "query-api")
+    return _serve(
+        "query_side.app:create_app",
+        settings,
+        args.host or settings.query_host,
+        args.port or settings.query_port,
+        "query-api",
+    )
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from command_side.relay import run_relay
+
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
 
@@ -70,9 +88,10 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from projections.worker import run_worker
+
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
-    from projections.worker import run_worker
 
     configure_logging("worker", settings.log_level, settings.log_format)
     with runtime_servers(settings) as resolved:
@@ -127,16 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderdesk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[Settings, argparse.Namespace], int], help_: str
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[Settings, argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         return p
 
     p = add("migrate", cmd_migrate, "migrate the database(s) to the newest schema")
     p.add_argument("--revision", default="head")
-    for name, func, what in (("command-api", cmd_command_api, "the command (write) API"),
-                             ("query-api", cmd_query_api, "the query (read) API")):
+    for name, func, what in (
+        ("command-api", cmd_command_api, "the command (write) API"),
+        ("query-api", cmd_query_api, "the query (read) API"),
+    ):
         p = add(name, func, f"run {what}")
         p.add_argument("--host", default=None)
         p.add_argument("--port", type=int, default=None)
@@ -147,8 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("dev", cmd_dev, "run the whole stack in one terminal (embedded servers by default)")
     p = add("token", cmd_token, "mint a JWT with the configured key (for development)")
     p.add_argument("--sub", required=True, help="subject: the customer or staff id")
-    p.add_argument("--role", action="append", required=True,
-                   help="customer, staff or admin (repeat or comma-separate)")
+    p.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="customer, staff or admin (repeat or comma-separate)",
+    )
     p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     p = add("projections", cmd_projections, "projection status, rebuild and retry")
     psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -167,8 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     args = build_parser().parse_args(argv)
-    if args.command == "projections" and args.action == "rebuild" and (
-            bool(args.names) == bool(args.all)):
+    if (
+        args.command == "projections"
+        and args.action == "rebuild"
+        and (bool(args.names) == bool(args.all))
+    ):
         print("orderdesk projections rebuild: give projection NAME(s) or --all", file=sys.stderr)
         return 2
     try:

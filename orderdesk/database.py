@@ -13,8 +13,13 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2",
-            "postgresql+asyncpg"}
+_SCHEMES = {
+    "postgresql",
+    "postgres",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql+asyncpg",
+}
 
 
 def libpq_url(url: str) -> str:
@@ -27,7 +32,7 @@ def libpq_url(url: str) -> str:
 
 def sqlalchemy_url(url: str) -> str:
     """``url`` for SQLAlchemy with the psycopg 3 driver."""
-    return "postgresql+psycopg" + libpq_url(url)[len("postgresql"):]
+    return "postgresql+psycopg" + libpq_url(url)[len("postgresql") :]
 
 
 def with_database(url: str, database: str) -> str:
@@ -43,13 +48,23 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[TupleRow]:
 
 def sync_pool(url: str, *, size: int, name: str) -> ConnectionPool:
     """A synchronous pool, opened by the caller (``with pool:`` or ``pool.open()``)."""
-    return ConnectionPool(libpq_url(url), min_size=1, max_size=size, name=name, open=False,
-                          kwargs={"application_name": f"orderdesk-{name}"})
+    return ConnectionPool(
+        libpq_url(url),
+        min_size=1,
+        max_size=size,
+        name=name,
+        open=False,
+        kwargs={"application_name": f"orderdesk-{name}"},
+    )
 
 
 def async_pool(url: str, *, size: int, name: str) -> AsyncConnectionPool:
     """An asyncio pool for an API process; opened in the app's lifespan."""
-    return AsyncConnectionPool(libpq_url(url), min_size=size, max_size=size, name=name,
-                               open=False,
-                               kwargs={"application_name": f"orderdesk-{name}",
-                                       "autocommit": False})
+    return AsyncConnectionPool(
+        libpq_url(url),
+        min_size=size,
+        max_size=size,
+        name=name,
+        open=False,
+        kwargs={"application_name": f"orderdesk-{name}", "autocommit": False},
+    )

@@ -31,7 +31,7 @@ SERVICE_USER = "orderdesk"
 START_TIMEOUT = 30.0
 
 # Durability settings are relaxed only for throwaway test servers, never for `orderdesk dev`.
-FAST_UNSAFE = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+FAST_UNSAFE = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 
 
 class EmbeddedServerError(RuntimeError):
@@ -69,9 +69,16 @@ def _service_account() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             SERVICE_USER],
-            check=True, capture_output=True,
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
+            check=True,
+            capture_output=True,
         )
         return pwd.getpwnam(SERVICE_USER)
 
@@ -147,14 +154,39 @@ class EmbeddedPostgres:
             self.data_dir.mkdir(exist_ok=True)
             if account is not None:
                 os.chown(self.data_dir, account.pw_uid, account.pw_gid)
-            self._run([str(binaries / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                       "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
-                      account)
+            self._run(
+                [
+                    str(binaries / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                ],
+                account,
+            )
         options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir} -c max_connections=300"
         if self.unsafe_fast:
             options += " " + FAST_UNSAFE
-        self._run([str(binaries / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                   "-o", options, "-w", "-t", str(int(START_TIMEOUT)), "start"], account)
+        self._run(
+            [
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+                "start",
+            ],
+            account,
+        )
         _wait_for_port(self.port, "PostgreSQL", self.log_file)
         self.started_here = True
         return self.url
@@ -163,8 +195,10 @@ class EmbeddedPostgres:
         """Stop the cluster (``mode`` is pg_ctl's: smart, fast or immediate)."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        self._run([str(_postgres_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode,
-                   "-w", "stop"], _service_account())
+        self._run(
+            [str(_postgres_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
+            _service_account(),
+        )
 
 
 @dataclass
@@ -185,16 +219,28 @@ class EmbeddedValkey:
         if _port_open(self.port):
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(_valkey_bin()), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir.resolve()), "--daemonize", "no",
-                "--logfile", str((self.data_dir / "valkey.log").resolve()),
-                "--pidfile", str((self.data_dir / "valkey.pid").resolve())]
+        args = [
+            str(_valkey_bin()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str((self.data_dir / "valkey.log").resolve()),
+            "--pidfile",
+            str((self.data_dir / "valkey.pid").resolve()),
+        ]
         if not self.persist:
             args += ["--save", "", "--appendonly", "no"]
         # Own session: Ctrl-C in `orderdesk dev` reaches the app processes first; the
         # servers are stopped last, in order.
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         _wait_for_port(self.port, "valkey-server", self.data_dir / "valkey.log")
         return self.url
 
@@ -219,8 +265,9 @@ class EmbeddedValkey:
 
 
 @contextlib.contextmanager
-def embedded_servers(data_dir: Path, pg_port: int, redis_port: int, *,
-                     unsafe_fast: bool = False) -> Iterator[tuple[str, str]]:
+def embedded_servers(
+    data_dir: Path, pg_port: int, redis_port: int, *, unsafe_fast: bool = False
+) -> Iterator[tuple[str, str]]:
     """Start (or reuse) PostgreSQL and Valkey under ``data_dir``; stop what we started on exit.
 
     Yields ``(database_url, redis_url)``.

@@ -38,8 +38,9 @@ class RequestContextMiddleware:
     """Sets the correlation id for the request (from ``X-Request-ID`` or a new one) and
     echoes it on every response, errors included; logs one line per request."""
 
-    def __init__(self, app: ASGIApp, *, observe: Callable[[Scope, int, float], None] | None = None
-                 ) -> None:
+    def __init__(
+        self, app: ASGIApp, *, observe: Callable[[Scope, int, float], None] | None = None
+    ) -> None:
         self.app = app
         self.observe = observe
 
@@ -75,9 +76,15 @@ class RequestContextMiddleware:
             if self.observe is not None:
                 self.observe(scope, status, elapsed)
             if status >= 500:
-                log.warning("request failed", extra={"method": scope["method"],
-                            "path": scope["path"], "status": status,
-                            "duration_ms": round(elapsed * 1000, 2)})
+                log.warning(
+                    "request failed",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             correlation_id.reset(token)
 
 
@@ -86,8 +93,7 @@ async def read_json_body(request: Request) -> bytes:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        raise ProblemError(415, "unsupported-media-type",
-                           "Send the body as application/json.")
+        raise ProblemError(415, "unsupported-media-type", "Send the body as application/json.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
@@ -102,8 +108,9 @@ async def read_json_body(request: Request) -> bytes:
 
 
 def _too_large() -> ProblemError:
-    return ProblemError(413, "body-too-large",
-                        f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    return ProblemError(
+        413, "body-too-large", f"The request body is larger than {MAX_BODY_BYTES} bytes."
+    )
 
 
 def decode_json(body: bytes, type_: Any) -> Any:
@@ -141,5 +148,8 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> Response
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
     """The handlers both APIs install."""
-    return {ProblemError: problem_handler, HTTPException: http_exception_handler,
-            Exception: unexpected_error_handler}
+    return {
+        ProblemError: problem_handler,
+        HTTPException: http_exception_handler,
+        Exception: unexpected_error_handler,
+    }

@@ -16,10 +16,12 @@ from typing import Any
 import msgspec
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "correlation_id", default=None)
+    "correlation_id", default=None
+)
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-_encoder = msgspec.json.Encoder()
+# Anything msgspec cannot encode natively (exceptions, paths, …) is logged as its str().
+_encoder = msgspec.json.Encoder(enc_hook=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,8 +33,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -46,16 +49,7 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
-        return _encoder.encode(line).decode() if _encodable(line) else str(line)
-
-
-def _encodable(line: dict[str, Any]) -> bool:
-    try:
-        _encoder.encode(line)
-    except (TypeError, msgspec.EncodeError):
-        for key, value in line.items():
-            line[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-    return True
+        return _encoder.encode(line).decode()
 
 
 def configure_logging(process: str, level: str = "INFO", fmt: str = "json") -> None:
@@ -64,8 +58,9 @@ def configure_logging(process: str, level: str = "INFO", fmt: str = "json") -> N
     if fmt == "json":
         handler.setFormatter(JsonFormatter(process))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {process} %(levelname)s %(name)s "
-                                               "%(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {process} %(levelname)s %(name)s %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -6,12 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from orderdesk.database import connect, sqlalchemy_url
-
 import migrations
+from orderdesk.database import connect, sqlalchemy_url
 
 
 def alembic_config(database_url: str) -> Config:

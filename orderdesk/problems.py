@@ -12,11 +12,21 @@ PROBLEM_TYPE_PREFIX = "urn:orderdesk:problem:"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict",
-    412: "Precondition Failed", 413: "Content Too Large", 415: "Unsupported Media Type",
-    422: "Unprocessable Content", 428: "Precondition Required", 429: "Too Many Requests",
-    500: "Internal Server Error", 503: "Service Unavailable",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    428: "Precondition Required",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -41,10 +51,16 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 class ProblemError(Exception):
     """Raised anywhere in a request to answer with a problem+json response."""
 
-    def __init__(self, status: int, slug: str, detail: str, *,
-                 errors: Sequence[ErrorItem] | None = None,
-                 headers: dict[str, str] | None = None,
-                 skus: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        errors: Sequence[ErrorItem] | None = None,
+        headers: dict[str, str] | None = None,
+        skus: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.slug = slug
@@ -54,16 +70,25 @@ class ProblemError(Exception):
         self.skus = list(skus) if skus is not None else None
 
     def to_problem(self) -> Problem:
-        return Problem(type=PROBLEM_TYPE_PREFIX + self.slug,
-                       title=TITLES.get(self.status, "Error"), status=self.status,
-                       detail=self.detail, errors=self.errors, skus=self.skus)
+        return Problem(
+            type=PROBLEM_TYPE_PREFIX + self.slug,
+            title=TITLES.get(self.status, "Error"),
+            status=self.status,
+            detail=self.detail,
+            errors=self.errors,
+            skus=self.skus,
+        )
 
 
 def problem_response(error: ProblemError, extra_headers: dict[str, Any] | None = None) -> Response:
     """The HTTP response for ``error``."""
     headers = {**error.headers, **(extra_headers or {})}
-    return Response(msgspec.json.encode(error.to_problem()), status_code=error.status,
-                    headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+    return Response(
+        msgspec.json.encode(error.to_problem()),
+        status_code=error.status,
+        headers=headers,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
 
 
 def validation_error(exc: msgspec.ValidationError, *, root: str = "body") -> ProblemError:
@@ -78,5 +103,6 @@ def validation_error(exc: msgspec.ValidationError, *, root: str = "body") -> Pro
     # "Object missing required field `x`" names the field itself: point at it.
     if text.startswith(("Object missing required field", "Object contains unknown field")):
         loc.append(text.split("`")[1])
-    return ProblemError(422, "validation", "The request is not valid.",
-                        errors=[ErrorItem(loc=loc, msg=text)])
+    return ProblemError(
+        422, "validation", "The request is not valid.", errors=[ErrorItem(loc=loc, msg=text)]
+    )

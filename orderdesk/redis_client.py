@@ -12,11 +12,13 @@ SOCKET_TIMEOUT = 0.5
 
 def sync_redis(url: str) -> redis.Redis:
     """A synchronous client (worker, CLI)."""
-    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT,
-                                socket_connect_timeout=SOCKET_TIMEOUT)
+    return redis.Redis.from_url(
+        url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+    )
 
 
 def async_redis(url: str) -> aredis.Redis:
     """An asyncio client (APIs)."""
-    return aredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT,
-                                 socket_connect_timeout=SOCKET_TIMEOUT)
+    return aredis.Redis.from_url(
+        url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+    )

@@ -30,19 +30,19 @@ def runtime_servers(settings: Settings) -> Iterator[Settings]:
         return
     data_dir = settings.data_dir.resolve()
     with contextlib.ExitStack() as stack:
-        urls: dict[str, str | None] = {}
+        database_url = redis_url = None
         if settings.database_url is None:
             postgres = EmbeddedPostgres(data_dir / "postgres" / "data", settings.embedded_pg_port)
-            urls["database_url"] = postgres.start()
+            database_url = postgres.start()
             if postgres.started_here:
                 stack.callback(postgres.stop)
-            log.info("embedded PostgreSQL ready", extra={"url": urls["database_url"]})
+            log.info("embedded PostgreSQL ready", extra={"url": database_url})
         if settings.redis_url is None:
             valkey = EmbeddedValkey(data_dir / "valkey", settings.embedded_redis_port)
-            urls["redis_url"] = valkey.start()
+            redis_url = valkey.start()
             stack.callback(valkey.stop)
-            log.info("embedded Valkey ready", extra={"url": urls["redis_url"]})
-        yield settings.with_urls(**urls)
+            log.info("embedded Valkey ready", extra={"url": redis_url})
+        yield settings.with_urls(database_url=database_url, redis_url=redis_url)
 
 
 def docker_available() -> bool:

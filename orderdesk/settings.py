@@ -65,9 +65,15 @@ class Settings:
         """True when a URL is missing, so the embedded PostgreSQL/Valkey must be started."""
         return self.database_url is None or self.redis_url is None
 
-    def with_urls(self, **urls: str | None) -> Settings:
-        """A copy with some URLs filled in (used once embedded servers have started)."""
-        return dataclasses.replace(self, **urls)
+    def with_urls(
+        self, *, database_url: str | None = None, redis_url: str | None = None
+    ) -> Settings:
+        """A copy with the missing URLs filled in (once embedded servers have started)."""
+        return dataclasses.replace(
+            self,
+            database_url=database_url or self.database_url,
+            redis_url=redis_url or self.redis_url,
+        )
 
 
 def _convert(field: dataclasses.Field[Any], raw: str) -> Any:

@@ -25,8 +25,9 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[str, str, EmbeddedValkey | None]]:
+def servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str, EmbeddedValkey | None]]:
     from orderdesk.servers import test_servers
 
     with test_servers(tmp_path_factory.mktemp("servers")) as found:
@@ -115,5 +116,11 @@ def redis_url(servers: tuple[str, str, EmbeddedValkey | None]) -> Iterator[str]:
 @pytest.fixture
 def settings(db_url: str, redis_url: str, tmp_path: Path) -> Settings:
     """Settings for one test: its own database, the flushed Redis, a test JWT secret."""
-    return Settings(database_url=db_url, redis_url=redis_url, jwt_secret=TEST_JWT_SECRET,
-                    data_dir=tmp_path / "data", relay_poll_interval=0.5, log_level="INFO")
+    return Settings(
+        database_url=db_url,
+        redis_url=redis_url,
+        jwt_secret=TEST_JWT_SECRET,
+        data_dir=tmp_path / "data",
+        relay_poll_interval=0.5,
+        log_level="INFO",
+    )

@@ -20,8 +20,13 @@ T = TypeVar("T")
 TEST_JWT_SECRET = "test-secret-for-orderdesk-tests-0123456789"
 
 
-def poll_until(check: Callable[[], T | None], *, timeout: float = 10.0,
-               interval: float = 0.02, message: str = "condition") -> T:
+def poll_until(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> T:
     """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -44,8 +49,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
-                  timeout: float = 20.0) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+) -> None:
     def open_() -> bool:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode} before listening")
@@ -59,16 +65,25 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
 class Process:
     """A real ``orderdesk`` subcommand running in its own process, output to a log file."""
 
-    def __init__(self, args: list[str], settings: Settings, log_path: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        settings: Settings,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERDESK_")}
         env.update(settings_env(settings))
         env.update(extra_env or {})
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "orderdesk.cli", *args], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orderdesk.cli", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
