@@ -36,7 +36,7 @@ def decode_token(token: str) -> LogPoint:
     """The point a token names; :class:`MalformedToken` when it is not one of ours."""
     if not token.startswith(_PREFIX) or len(token) > 64:
         raise MalformedToken("not a consistency token")
-    body = token[len(_PREFIX):]
+    body = token[len(_PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
         tx_text, pos_text = raw.split(".")

@@ -1,0 +1,1 @@
+"""The write side: domain, command handlers, unit of work, command API and relay."""
