@@ -24,7 +24,8 @@ class Xid8(UserDefinedType[int]):
 
 
 products = sa.Table(
-    "products", metadata,
+    "products",
+    metadata,
     sa.Column("sku", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("price", sa.BigInteger, nullable=False),
@@ -35,7 +36,8 @@ products = sa.Table(
 )
 
 stock_items = sa.Table(
-    "stock_items", metadata,
+    "stock_items",
+    metadata,
     sa.Column("sku", sa.Text, sa.ForeignKey("write.products.sku"), primary_key=True),
     sa.Column("on_hand", sa.Integer, nullable=False),
     sa.Column("reserved", sa.Integer, nullable=False),
@@ -45,7 +47,8 @@ stock_items = sa.Table(
 )
 
 orders = sa.Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     sa.Column("id", pg.UUID(as_uuid=False), primary_key=True),
     sa.Column("customer_id", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
@@ -53,14 +56,17 @@ orders = sa.Table(
     sa.Column("paid_amount", sa.BigInteger, nullable=False),
     sa.Column("refund", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.CheckConstraint("status IN ('placed', 'paid', 'shipped', 'cancelled')",
-                       name="orders_status_known"),
+    sa.CheckConstraint(
+        "status IN ('placed', 'paid', 'shipped', 'cancelled')", name="orders_status_known"
+    ),
 )
 
 order_lines = sa.Table(
-    "order_lines", metadata,
-    sa.Column("order_id", pg.UUID(as_uuid=False), sa.ForeignKey("write.orders.id"),
-              primary_key=True),
+    "order_lines",
+    metadata,
+    sa.Column(
+        "order_id", pg.UUID(as_uuid=False), sa.ForeignKey("write.orders.id"), primary_key=True
+    ),
     sa.Column("line_no", sa.SmallInteger, primary_key=True),
     sa.Column("sku", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
@@ -69,10 +75,12 @@ order_lines = sa.Table(
 )
 
 event_log = sa.Table(
-    "event_log", metadata,
+    "event_log",
+    metadata,
     sa.Column("position", sa.BigInteger, sa.Identity(always=True), primary_key=True),
-    sa.Column("transaction_id", Xid8(), nullable=False,
-              server_default=sa.text("pg_current_xact_id()")),
+    sa.Column(
+        "transaction_id", Xid8(), nullable=False, server_default=sa.text("pg_current_xact_id()")
+    ),
     sa.Column("event_id", pg.UUID(as_uuid=False), nullable=False, unique=True),
     sa.Column("stream_type", sa.Text, nullable=False),
     sa.Column("stream_id", sa.Text, nullable=False),
@@ -81,23 +89,26 @@ event_log = sa.Table(
     sa.Column("schema_version", sa.SmallInteger, nullable=False),
     sa.Column("payload", pg.JSONB, nullable=False),
     sa.Column("metadata", pg.JSONB, nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.text("now()")),
+    sa.Column(
+        "recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
     sa.UniqueConstraint("stream_id", "stream_version", name="event_log_stream_version_key"),
     # The gap-safe reader walks the log in (transaction_id, position) order.
     sa.Index("event_log_transaction_position_idx", "transaction_id", "position"),
 )
 
 idempotency_keys = sa.Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     sa.Column("subject", sa.Text, primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("request_hash", sa.LargeBinary, nullable=False),
     sa.Column("status_code", sa.SmallInteger, nullable=False),
     sa.Column("response_body", sa.LargeBinary, nullable=False),
     sa.Column("response_headers", pg.JSONB, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.text("now()")),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("idempotency_keys_expires_at_idx", "expires_at"),
 )

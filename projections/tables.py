@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql as pg
 metadata = sa.MetaData(schema="read")
 
 projection_state = sa.Table(
-    "projection_state", metadata,
+    "projection_state",
+    metadata,
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
@@ -27,14 +28,17 @@ projection_state = sa.Table(
     sa.Column("failed_event_id", pg.UUID(as_uuid=False)),
     sa.Column("failed_event_position", sa.BigInteger),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.text("now()")),
-    sa.CheckConstraint("state IN ('live', 'rebuilding', 'stalled')",
-                       name="projection_state_state_known"),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+    sa.CheckConstraint(
+        "state IN ('live', 'rebuilding', 'stalled')", name="projection_state_state_known"
+    ),
 )
 
 product_view = sa.Table(
-    "product_view", metadata,
+    "product_view",
+    metadata,
     sa.Column("sku", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("price", sa.BigInteger, nullable=False),
@@ -54,7 +58,8 @@ product_view = sa.Table(
 )
 
 order_view = sa.Table(
-    "order_view", metadata,
+    "order_view",
+    metadata,
     sa.Column("order_id", pg.UUID(as_uuid=False), primary_key=True),
     sa.Column("customer_id", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
@@ -71,14 +76,20 @@ order_view = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     # Keyset pagination, newest first, overall / per customer / per status.
     sa.Index("order_view_placed_idx", sa.text("placed_at DESC"), sa.text("order_id DESC")),
-    sa.Index("order_view_customer_idx", "customer_id", sa.text("placed_at DESC"),
-             sa.text("order_id DESC")),
-    sa.Index("order_view_status_idx", "status", sa.text("placed_at DESC"),
-             sa.text("order_id DESC")),
+    sa.Index(
+        "order_view_customer_idx",
+        "customer_id",
+        sa.text("placed_at DESC"),
+        sa.text("order_id DESC"),
+    ),
+    sa.Index(
+        "order_view_status_idx", "status", sa.text("placed_at DESC"), sa.text("order_id DESC")
+    ),
 )
 
 order_history = sa.Table(
-    "order_history", metadata,
+    "order_history",
+    metadata,
     sa.Column("order_id", pg.UUID(as_uuid=False), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("event_type", sa.Text, nullable=False),
@@ -89,7 +100,8 @@ order_history = sa.Table(
 )
 
 daily_sales = sa.Table(
-    "daily_sales", metadata,
+    "daily_sales",
+    metadata,
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("orders", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("units", sa.BigInteger, nullable=False, server_default="0"),

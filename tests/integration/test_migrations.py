@@ -15,7 +15,9 @@ def _tables(url: str) -> set[str]:
     with psycopg.connect(libpq_url(url)) as conn:
         rows = conn.execute(
             "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-            "WHERE table_schema = ANY(%s)", [list(OUR_SCHEMAS)]).fetchall()
+            "WHERE table_schema = ANY(%s)",
+            [list(OUR_SCHEMAS)],
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -24,21 +26,37 @@ def test_upgrade_from_empty_creates_every_table_and_reaches_head(empty_db_url: s
     migrations.upgrade(empty_db_url)
     assert migrations.current_revision(empty_db_url) == migrations.head_revision(empty_db_url)
     tables = _tables(empty_db_url)
-    for table in ("products", "stock_items", "orders", "order_lines", "event_log",
-                  "idempotency_keys"):
+    for table in (
+        "products",
+        "stock_items",
+        "orders",
+        "order_lines",
+        "event_log",
+        "idempotency_keys",
+    ):
         assert f"write.{table}" in tables
 
 
 def test_event_log_has_the_designed_columns(db_url: str) -> None:
     with psycopg.connect(libpq_url(db_url)) as conn:
-        columns = dict(conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'write' AND table_name = 'event_log'").fetchall())
+        columns = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'write' AND table_name = 'event_log'"
+            ).fetchall()
+        )
         assert columns == {
-            "position": "bigint", "transaction_id": "xid8", "event_id": "uuid",
-            "stream_type": "text", "stream_id": "text", "stream_version": "integer",
-            "event_type": "text", "schema_version": "smallint", "payload": "jsonb",
-            "metadata": "jsonb", "recorded_at": "timestamp with time zone",
+            "position": "bigint",
+            "transaction_id": "xid8",
+            "event_id": "uuid",
+            "stream_type": "text",
+            "stream_id": "text",
+            "stream_version": "integer",
+            "event_type": "text",
+            "schema_version": "smallint",
+            "payload": "jsonb",
+            "metadata": "jsonb",
+            "recorded_at": "timestamp with time zone",
         }
         row = conn.execute(
             "INSERT INTO write.event_log (event_id, stream_type, stream_id, stream_version, "
@@ -50,7 +68,8 @@ def test_event_log_has_the_designed_columns(db_url: str) -> None:
             conn.execute(
                 "INSERT INTO write.event_log (event_id, stream_type, stream_id, stream_version, "
                 "event_type, schema_version, payload, metadata) VALUES (gen_random_uuid(), "
-                "'order', 'order:1', 1, 'X', 1, '{}', '{}')")
+                "'order', 'order:1', 1, 'X', 1, '{}', '{}')"
+            )
         except psycopg.errors.UniqueViolation:
             pass
         else:
