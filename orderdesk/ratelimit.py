@@ -1,0 +1,204 @@
+"""Per-subject rate limiting of the command API in Redis (GCRA), failing open.
+
+Algorithm: GCRA (the generic cell rate algorithm, as in ``redis-cell``). Each subject has
+ONE key holding its "theoretical arrival time" (TAT); a request is allowed when
+``TAT - window <= now`` and then moves TAT forward by ``window / limit``. Compared with a
+fixed window it has no boundary burst (a client cannot send ``2 * limit`` across a window
+edge); compared with a sliding log it stores one number per subject instead of one entry
+per request; and it yields an exact ``Retry-After``. The whole check is one Lua script, so
+it is atomic across API replicas, and it reads the clock with Redis ``TIME`` so replicas with
+skewed clocks agree.
+
+Redis is not the system of record here: when it is down or slow (short timeout) the limiter
+lets the request through and logs a warning, at most once per ``WARN_EVERY`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orderdesk.auth import TokenVerifier
+from orderdesk.metrics import Metrics
+from orderdesk.problems import ProblemError, problem_response
+from orderdesk.settings import Settings
+
+log = logging.getLogger("orderdesk.ratelimit")
+
+KEY_PREFIX = "orderdesk:ratelimit:"
+TIMEOUT = 0.2
+WARN_EVERY = 30.0
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+# KEYS[1] subject key; ARGV[1] emission interval (ms per request), ARGV[2] window (ms).
+# Returns {allowed (1/0), retry_after_ms, remaining}.
+_GCRA = """
+local interval = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - window
+if allow_at > now then
+  return {0, math.ceil(allow_at - now), 0}
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+return {1, 0, math.floor((window - (new_tat - now)) / interval)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The limiter's answer: allowed or not, and when to retry (whole seconds, >= 1)."""
+
+    allowed: bool
+    retry_after: int = 0
+    remaining: int | None = None  # None when the limiter failed open
+
+
+class RateLimiter:
+    """``limit`` requests per ``window`` seconds per subject, kept in Redis."""
+
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        *,
+        limit: int,
+        window: float,
+        timeout: float = TIMEOUT,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("rate limit and window must be positive")
+        self.redis = redis
+        self.limit = limit
+        self.window_ms = window * 1000.0
+        self.timeout = timeout
+        self.metrics = metrics
+        self._script = redis.register_script(_GCRA)
+        self._last_warning = -math.inf
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, redis: aredis.Redis, metrics: Metrics | None = None
+    ) -> RateLimiter:
+        """``settings.rate_limit`` requests per ``settings.rate_limit_window`` seconds."""
+        return cls(
+            redis, limit=settings.rate_limit, window=settings.rate_limit_window, metrics=metrics
+        )
+
+    async def check(self, subject: str) -> Decision:
+        """Count one request of ``subject``; allowed when under the limit or Redis is down."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                allowed, retry_ms, remaining = await self._script(
+                    keys=[KEY_PREFIX + subject],
+                    args=[self.window_ms / self.limit, self.window_ms],
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._warn_failing_open(exc)
+            return Decision(allowed=True)
+        if allowed:
+            return Decision(allowed=True, remaining=int(remaining))
+        if self.metrics is not None:
+            self.metrics.rate_limited.inc()
+        return Decision(
+            allowed=False, retry_after=max(1, math.ceil(int(retry_ms) / 1000)), remaining=0
+        )
+
+    async def enforce(self, subject: str) -> None:
+        """Like :meth:`check`, raising the 429 ``rate-limited`` problem when over the limit."""
+        decision = await self.check(subject)
+        if not decision.allowed:
+            raise rate_limited_error(decision.retry_after)
+
+    def _warn_failing_open(self, exc: BaseException) -> None:
+        # One line per WARN_EVERY seconds: an outage must not turn into a log flood.
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY:
+            self._last_warning = now
+            log.warning(
+                "rate limiter unavailable, allowing requests",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
+
+
+def rate_limited_error(retry_after: int) -> ProblemError:
+    """The 429 problem with its ``Retry-After`` header."""
+    return ProblemError(
+        429,
+        "rate-limited",
+        f"Too many requests; retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def subject_key(subject: str | None, client_host: str | None) -> str:
+    """The limiter key of a caller: its token subject, else its IP address.
+
+    Behind a proxy run uvicorn with ``--proxy-headers``/``--forwarded-allow-ips`` so the
+    client address is the caller's, not the load balancer's.
+    """
+    if subject is not None:
+        return "sub:" + subject
+    return "ip:" + (client_host or "unknown")
+
+
+def scope_subject(verifier: TokenVerifier) -> Callable[[Scope], str]:
+    """A function naming the caller of a request: a bad token counts as anonymous (per IP)
+    here; the endpoint still answers it with 401."""
+
+    def subject(scope: Scope) -> str:
+        header = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        try:
+            principal_subject = verifier.principal(header).subject
+        except ProblemError:
+            principal_subject = None
+        client = scope.get("client")
+        return subject_key(principal_subject, client[0] if client else None)
+
+    return subject
+
+
+class RateLimitMiddleware:
+    """Pure ASGI middleware: 429 problem+json over the limit; operations paths are exempt.
+
+    ``limiter`` is a getter because the Redis client is created in the app's lifespan.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: Callable[[], RateLimiter | None],
+        subject: Callable[[Scope], str],
+        exempt_paths: frozenset[str] = EXEMPT_PATHS,
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.subject = subject
+        self.exempt_paths = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = self.limiter() if scope["type"] == "http" else None
+        if limiter is not None and scope["path"] not in self.exempt_paths:
+            decision = await limiter.check(self.subject(scope))
+            if not decision.allowed:
+                response = problem_response(rate_limited_error(decision.retry_after))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
