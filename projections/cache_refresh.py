@@ -1,0 +1,165 @@
+"""After a batch commits: refresh the Redis keys of the rows it changed.
+
+Cached single resources are written with the versioned ``set_if_newer`` (a stale fill by
+the query API cannot overwrite a newer projection), and the top-products sorted sets get
+ABSOLUTE scores read from the committed ``product_view`` rows — never increments — so a
+replay or a crash cannot make them drift. Redis is a cache here: errors are logged by the
+caller and never fail a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import msgspec
+import psycopg
+
+from orderdesk.cache import SET_IF_NEWER
+from shared_contracts.views import (
+    TOP_PRODUCTS_BY_REVENUE,
+    TOP_PRODUCTS_BY_UNITS,
+    OrderLineView,
+    OrderView,
+    ProductView,
+    order_cache_key,
+    product_cache_key,
+)
+
+_encoder = msgspec.json.Encoder()
+
+PRODUCT_COLUMNS = (
+    "sku, name, price, status, on_hand, reserved, available, units_sold, revenue, version,"
+    " updated_at"
+)
+ORDER_COLUMNS = (
+    "order_id::text, customer_id, status, lines, total, paid_amount, refund, placed_at,"
+    " paid_at, shipped_at, cancelled_at, version"
+)
+
+
+def rfc3339(ts: dt.datetime) -> str:
+    """A timestamp as the API shows it: RFC 3339 in UTC with a ``Z``."""
+    return ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _opt(ts: dt.datetime | None) -> str | None:
+    return None if ts is None else rfc3339(ts)
+
+
+def product_from_row(row: tuple[Any, ...]) -> ProductView:
+    """A :class:`ProductView` from a row selected with :data:`PRODUCT_COLUMNS`."""
+    sku, name, price, status, on_hand, reserved, available, units, revenue, version, at = row
+    return ProductView(
+        sku=sku,
+        name=name,
+        price=price,
+        status=status,
+        on_hand=on_hand,
+        reserved=reserved,
+        available=available,
+        units_sold=units,
+        revenue=revenue,
+        version=version,
+        updated_at=rfc3339(at),
+    )
+
+
+def order_from_row(row: tuple[Any, ...]) -> OrderView:
+    """An :class:`OrderView` from a row selected with :data:`ORDER_COLUMNS`."""
+    oid, customer, status, lines, total, paid, refund, placed, paid_at, shipped, cancelled, v = row
+    return OrderView(
+        id=oid,
+        customer_id=customer,
+        status=status,
+        lines=[OrderLineView(**line) for line in lines],
+        total=total,
+        paid_amount=paid,
+        refund=refund,
+        placed_at=rfc3339(placed),
+        paid_at=_opt(paid_at),
+        shipped_at=_opt(shipped),
+        cancelled_at=_opt(cancelled),
+        version=v,
+    )
+
+
+def load_products(cur: psycopg.Cursor[Any], table: str, skus: Collection[str]) -> list[ProductView]:
+    """The committed-to-be rows of ``skus`` as views (call inside the batch transaction)."""
+    if not skus:
+        return []
+    cur.execute(f"SELECT {PRODUCT_COLUMNS} FROM {table} WHERE sku = ANY(%s)", (list(skus),))
+    return [product_from_row(row) for row in cur.fetchall()]
+
+
+def load_orders(cur: psycopg.Cursor[Any], table: str, ids: Collection[str]) -> list[OrderView]:
+    """The rows of order ``ids`` as views (call inside the batch transaction)."""
+    if not ids:
+        return []
+    cur.execute(
+        f"SELECT {ORDER_COLUMNS} FROM {table} WHERE order_id = ANY(%s::uuid[])", (list(ids),)
+    )
+    return [order_from_row(row) for row in cur.fetchall()]
+
+
+def write_views(
+    client: Any, products: Iterable[ProductView], orders: Iterable[OrderView], ttl: int
+) -> None:
+    """Cache the views (newest version wins) and set absolute top-product scores.
+
+    One pipeline, one round trip, whatever the number of rows.
+    """
+    pipe = client.pipeline(transaction=False)
+    # EVALSHA (the pipeline loads the script once) instead of sending its text per key.
+    set_if_newer = client.register_script(SET_IF_NEWER)
+    units: dict[str, int] = {}
+    revenue: dict[str, int] = {}
+    for product in products:
+        key = product_cache_key(product.sku)
+        set_if_newer(keys=[key], args=[product.version, _encoder.encode(product), ttl], client=pipe)
+        units[product.sku] = product.units_sold
+        revenue[product.sku] = product.revenue
+    for order in orders:
+        key = order_cache_key(order.id)
+        set_if_newer(keys=[key], args=[order.version, _encoder.encode(order), ttl], client=pipe)
+    if units:
+        pipe.zadd(TOP_PRODUCTS_BY_UNITS, units)
+        pipe.zadd(TOP_PRODUCTS_BY_REVENUE, revenue)
+    pipe.execute()
+
+
+def reset_after_rebuild(client: Any, read_conn: psycopg.Connection[Any], projection: str) -> None:
+    """After a rebuild swap: drop the projection's cached rows and re-seed the leaderboards.
+
+    Cached values are dropped rather than overwritten: a rebuilt row may carry a lower
+    version than the cached one, which ``set_if_newer`` would (rightly) refuse.
+    """
+    patterns = {
+        "product_view": product_cache_key("*"),
+        "order_view": order_cache_key("*"),
+    }
+    pattern = patterns.get(projection)
+    if pattern is not None:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+    if projection == "product_view":
+        seed_top_products(client, read_conn)
+
+
+def seed_top_products(client: Any, read_conn: psycopg.Connection[Any]) -> None:
+    """Rebuild both top-product sorted sets from ``read.product_view`` (absolute scores)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(TOP_PRODUCTS_BY_UNITS, TOP_PRODUCTS_BY_REVENUE)
+    with read_conn.cursor() as cur:
+        cur.execute("SELECT sku, units_sold, revenue FROM read.product_view")
+        while rows := cur.fetchmany(5000):
+            pipe.zadd(TOP_PRODUCTS_BY_UNITS, {r[0]: r[1] for r in rows})
+            pipe.zadd(TOP_PRODUCTS_BY_REVENUE, {r[0]: r[2] for r in rows})
+    pipe.execute()

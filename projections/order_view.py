@@ -1,0 +1,133 @@
+"""``read.order_view``: one row per order with its lines as placed, status and timestamps.
+
+Per batch: one INSERT for the orders placed in it, then one UPDATE carrying each order's
+folded later state (paid / shipped / cancelled). ``version`` is the order aggregate's
+version, i.e. the ``stream_version`` of the last order event applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+
+from projections.model import Affected, Projection, Tables
+from projections.reader import StoredEvent
+from shared_contracts.events import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
+
+NAME = "order_view"
+VERSION = 1
+EVENT_TYPES = frozenset(c.__name__ for c in (OrderPlaced, OrderPaid, OrderShipped, OrderCancelled))
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclasses.dataclass(slots=True)
+class _Later:
+    status: str | None = None
+    paid_amount: int | None = None
+    paid_at: dt.datetime | None = None
+    shipped_at: dt.datetime | None = None
+    refund: int | None = None
+    cancel_reason: str | None = None
+    cancelled_at: dt.datetime | None = None
+    version: int = 0
+
+
+def _lines_json(event: OrderPlaced) -> str:
+    return _encoder.encode(
+        [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_total": line.quantity * line.unit_price,
+            }
+            for line in event.lines
+        ]
+    ).decode()
+
+
+def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Tables) -> Affected:
+    """Insert placed orders, then fold and apply each order's later events in one UPDATE."""
+    table = tables[NAME]
+    placed: list[tuple[OrderPlaced, StoredEvent]] = []
+    later: dict[str, _Later] = {}
+    for stored in events:
+        event = stored.event()
+        if isinstance(event, OrderPlaced):
+            placed.append((event, stored))
+            continue
+        if not isinstance(event, OrderPaid | OrderShipped | OrderCancelled):
+            continue
+        change = later.setdefault(event.order_id, _Later())
+        change.version = stored.stream_version
+        if isinstance(event, OrderPaid):
+            change.status, change.paid_amount, change.paid_at = (
+                "paid",
+                event.amount,
+                stored.recorded_at,
+            )
+        elif isinstance(event, OrderShipped):
+            change.status, change.shipped_at = "shipped", stored.recorded_at
+        elif isinstance(event, OrderCancelled):
+            change.status, change.refund = "cancelled", event.refund
+            change.cancel_reason, change.cancelled_at = event.reason, stored.recorded_at
+    if placed:
+        cur.execute(
+            f"INSERT INTO {table} (order_id, customer_id, status, lines, total, placed_at, version)"
+            " SELECT u.id, u.customer, 'placed', u.lines::jsonb, u.total, u.at, u.version"
+            " FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[], %b::timestamptz[],"
+            " %b::bigint[]) AS u(id, customer, lines, total, at, version)"
+            " ON CONFLICT (order_id) DO NOTHING",
+            (
+                [e.order_id for e, _ in placed],
+                [e.customer_id for e, _ in placed],
+                [_lines_json(e) for e, _ in placed],
+                [e.total for e, _ in placed],
+                [s.recorded_at for _, s in placed],
+                [s.stream_version for _, s in placed],
+            ),
+        )
+    if later:
+        ids = list(later)
+        cur.execute(
+            f"UPDATE {table} AS o SET status = u.status,"
+            " paid_amount = coalesce(u.paid_amount, o.paid_amount),"
+            " paid_at = coalesce(u.paid_at, o.paid_at),"
+            " shipped_at = coalesce(u.shipped_at, o.shipped_at),"
+            " refund = coalesce(u.refund, o.refund),"
+            " cancel_reason = coalesce(u.cancel_reason, o.cancel_reason),"
+            " cancelled_at = coalesce(u.cancelled_at, o.cancelled_at),"
+            " version = greatest(o.version, u.version)"
+            " FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::timestamptz[],"
+            " %b::timestamptz[], %b::bigint[], %b::text[], %b::timestamptz[], %b::bigint[])"
+            " AS u(id, status, paid_amount, paid_at, shipped_at, refund, cancel_reason,"
+            " cancelled_at, version) WHERE o.order_id = u.id RETURNING o.order_id::text",
+            (
+                ids,
+                [later[i].status for i in ids],
+                [later[i].paid_amount for i in ids],
+                [later[i].paid_at for i in ids],
+                [later[i].shipped_at for i in ids],
+                [later[i].refund for i in ids],
+                [later[i].cancel_reason for i in ids],
+                [later[i].cancelled_at for i in ids],
+                [later[i].version for i in ids],
+            ),
+        )
+        found = {row[0] for row in cur.fetchall()}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            # An order event before its OrderPlaced cannot be shown; fail loudly (the
+            # projection stalls with this error) rather than drop the change.
+            raise LookupError(f"order event for an order never placed: {missing[0]}")
+    return Affected(order_ids={e.order_id for e, _ in placed} | set(later))
+
+
+PROJECTION = Projection(NAME, VERSION, EVENT_TYPES, (NAME,), apply)

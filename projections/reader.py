@@ -1,0 +1,143 @@
+"""The gap-safe reader of ``write.event_log`` (DESIGN.md §2).
+
+Ordering by ``position`` alone skips events: a transaction that took position 5 may commit
+after one that took position 6, and a reader that already moved past 6 never sees 5. We
+read only rows written by transactions that have *finished* — those with a transaction id
+below the oldest transaction still running (``pg_snapshot_xmin``) — and walk them in
+``(transaction_id, position)`` order. A transaction that is still open only holds back
+the horizon; its events (and everything after them) are read once it ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+import msgspec
+import psycopg
+
+from shared_contracts.events import Event, decode_payload
+from shared_contracts.tokens import LogPoint
+
+START = LogPoint(0, 0)
+
+_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+# transaction_id < horizon: every such transaction has committed or aborted, so nothing
+# can appear below the horizon later. The (transaction_id, position) index serves this.
+_EVENTS = """
+SELECT transaction_id::text::bigint, position, event_id::text, stream_id, stream_version,
+       event_type, schema_version, payload::text, metadata::text, recorded_at
+FROM write.event_log
+WHERE (transaction_id, position) > (%(tx)s::text::xid8, %(pos)s)
+  AND transaction_id < %(horizon)s::text::xid8
+  AND event_type = ANY(%(types)s)
+ORDER BY transaction_id, position
+LIMIT %(limit)s
+"""
+
+_metadata_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event-log row; :meth:`event` decodes (and upcasts) the payload on demand."""
+
+    transaction_id: int
+    position: int
+    event_id: str
+    stream_id: str
+    stream_version: int
+    event_type: str
+    schema_version: int
+    payload: str
+    metadata_json: str
+    recorded_at: dt.datetime
+
+    @property
+    def point(self) -> LogPoint:
+        """This event's place in the reading order (what a consistency token names)."""
+        return LogPoint(self.transaction_id, self.position)
+
+    def event(self) -> Event:
+        """The payload as the current contract Struct (old schema versions upcast).
+
+        Decoding is left to the projections so that a payload only one projection cannot
+        digest stalls that projection alone.
+        """
+        return decode_payload(self.event_type, self.schema_version, self.payload)
+
+    def metadata(self) -> dict[str, Any]:
+        """The metadata object (correlation_id, causation_id, actor, traceparent)."""
+        try:
+            return _metadata_decoder.decode(self.metadata_json)
+        except msgspec.DecodeError:
+            return {}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Events read after a checkpoint, and the horizon they were read below."""
+
+    events: list[StoredEvent]
+    horizon: int
+    limit: int
+
+    @property
+    def complete(self) -> bool:
+        """True when everything below the horizon has been read (a short batch)."""
+        return len(self.events) < self.limit
+
+    def next_checkpoint(self, after: LogPoint) -> LogPoint:
+        """The checkpoint once this batch is applied.
+
+        After a short batch every finished transaction has been read, so the checkpoint
+        may move to ``(horizon, 0)`` even when the last events were of types this reader
+        ignores; that is what lets a consistency token below the horizon count as applied.
+        """
+        point = self.events[-1].point if self.events else after
+        if self.complete:
+            point = max(point, LogPoint(self.horizon, 0))
+        return point
+
+
+def read_batch(
+    conn: psycopg.Connection[Any],
+    after: LogPoint,
+    event_types: Collection[str],
+    limit: int,
+) -> Batch:
+    """Up to ``limit`` events of ``event_types`` after ``after``, from finished transactions.
+
+    ``conn`` is a connection to the WRITE database in autocommit mode. The horizon is read
+    first, in its own statement: snapshot xmin never moves backwards, so every event below
+    it is final by the time the second statement runs.
+    """
+    horizon_row = conn.execute(_HORIZON).fetchone()
+    assert horizon_row is not None
+    horizon = int(horizon_row[0])
+    rows = conn.execute(
+        _EVENTS,
+        {
+            "tx": str(after.transaction_id),
+            "pos": after.position,
+            "horizon": str(horizon),
+            "types": list(event_types),
+            "limit": limit,
+        },
+    ).fetchall()
+    return Batch([StoredEvent(*row) for row in rows], horizon, limit)
+
+
+def count_after(
+    conn: psycopg.Connection[Any], after: LogPoint, event_types: Collection[str]
+) -> int:
+    """How many events of ``event_types`` lie after ``after`` (committed or not yet final)."""
+    row = conn.execute(
+        "SELECT count(*) FROM write.event_log"
+        " WHERE (transaction_id, position) > (%s::text::xid8, %s) AND event_type = ANY(%s)",
+        (str(after.transaction_id), after.position, list(event_types)),
+    ).fetchone()
+    return int(row[0]) if row else 0

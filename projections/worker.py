@@ -1,0 +1,178 @@
+"""``orderdesk worker``: the composition root of the projector process.
+
+Builds the broker from settings and installs it before the actor is declared, opens
+connection pools to the write and read databases and a Redis client, runs Dramatiq's
+Worker in-process with ``threads`` worker threads, and polls every few seconds as a safety
+net for wakeups the relay may have missed. SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import dramatiq
+from psycopg_pool import ConnectionPool
+
+from orderdesk.database import libpq_url
+from orderdesk.redis_client import sync_redis
+from orderdesk.settings import Settings
+from projections import registry
+from projections.actors import declare_project_actor
+from projections.broker import install_broker
+from projections.runner import BatchResult, catch_up
+
+log = logging.getLogger(__name__)
+
+SAFETY_NET_INTERVAL = 3.0
+#: How long one message may work before it re-enqueues itself (fairness between queues).
+SLICE_SECONDS = 2.0
+#: When another worker holds a projection's lock, look again shortly (it may be finishing
+#: its last batch as our events commit), a bounded number of times.
+LOCKED_RETRY_MS = 150
+LOCKED_MAX_HOPS = 3
+
+
+def _pool(url: str, size: int, name: str) -> ConnectionPool:
+    return ConnectionPool(
+        libpq_url(url),
+        min_size=1,
+        max_size=size,
+        name=name,
+        open=False,
+        check=ConnectionPool.check_connection,
+        kwargs={"application_name": f"orderdesk-{name}", "autocommit": True},
+    )
+
+
+class Projector:
+    """What one ``project(name)`` message does, with the process's pools and clients."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        write_pool: ConnectionPool,
+        read_pool: ConnectionPool,
+        redis: Any,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.write_pool = write_pool
+        self.read_pool = read_pool
+        self.redis = redis
+        self.on_batch = on_batch
+        self.actor: Any = None
+
+    def project(self, name: str, hop: int = 0) -> None:
+        """Catch ``name`` up for one time slice; re-enqueue when work is left."""
+        try:
+            projection = registry.get(name)
+        except KeyError as exc:
+            log.error("ignoring message: %s", exc)  # retrying cannot help
+            return
+        with self.write_pool.connection() as write, self.read_pool.connection() as read:
+            result = catch_up(
+                projection,
+                write,
+                read,
+                batch_size=self.settings.projection_batch_size,
+                max_retries=self.settings.projection_max_retries,
+                redis=self.redis,
+                cache_ttl=self.settings.cache_ttl,
+                max_seconds=SLICE_SECONDS,
+                on_batch=self.on_batch,
+            )
+        if result.events:
+            log.info(
+                "projection %s applied %d events",
+                name,
+                result.events,
+                extra={"projection": name, "events": result.events},
+            )
+        if result.outcome == "locked" and hop < LOCKED_MAX_HOPS:
+            self.actor.send_with_options(
+                args=(name,), kwargs={"hop": hop + 1}, delay=LOCKED_RETRY_MS
+            )
+        elif result.outcome in ("applied", "failed") and not result.caught_up:
+            self.actor.send(name)
+
+    def wake_all(self) -> None:
+        """Enqueue ``project(name)`` for every projection (startup and safety net)."""
+        for name in registry.PROJECTIONS:
+            self.actor.send(name)
+
+
+def _safety_net(projector: Projector, stop: threading.Event) -> None:
+    while not stop.wait(SAFETY_NET_INTERVAL):
+        try:
+            projector.wake_all()
+        except Exception as exc:
+            log.warning("safety-net poll could not enqueue: %s", exc)
+
+
+def run_worker(
+    settings: Settings,
+    threads: int = 2,
+    metrics_port: int | None = None,
+    *,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> int:
+    """Run the projector until SIGTERM/SIGINT (or ``stop``); returns the exit code.
+
+    ``on_batch`` receives every :class:`BatchResult` (the metrics seam).
+    """
+    assert settings.database_url and settings.effective_read_database_url
+    broker_url = settings.effective_broker_url
+    if not broker_url:
+        log.error("no broker: set ORDERDESK_BROKER_URL or ORDERDESK_REDIS_URL")
+        return 2
+    if metrics_port is not None:
+        log.info("metrics port %s requested; no exporter is installed yet", metrics_port)
+    broker = install_broker(broker_url)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+
+        def _on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("worker stopping (signal %s)", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+
+    write_pool = _pool(settings.database_url, threads + 1, "worker-write")
+    read_pool = _pool(settings.effective_read_database_url, threads + 1, "worker-read")
+    redis = sync_redis(settings.redis_url) if settings.redis_url else None
+    projector = Projector(settings, write_pool, read_pool, redis, on_batch)
+    projector.actor = declare_project_actor(broker, projector.project)
+    write_pool.open()
+    read_pool.open()
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    log.info(
+        "worker started", extra={"threads": threads, "projections": list(registry.PROJECTIONS)}
+    )
+    try:
+        projector.wake_all()  # catch up whatever was committed while we were down
+    except Exception as exc:
+        log.warning("could not enqueue the startup catch-up: %s", exc)
+    net = threading.Thread(target=_safety_net, args=(projector, stop), daemon=True)
+    net.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        started = time.monotonic()
+        worker.stop(timeout=10_000)
+        broker.close()
+        write_pool.close()
+        read_pool.close()
+        if redis is not None:
+            redis.close()
+        log.info("worker stopped", extra={"seconds": round(time.monotonic() - started, 3)})
+    return 0
