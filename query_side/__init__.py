@@ -1,0 +1,1 @@
+"""The query side: the read API over the ``read`` schema and the Redis cache (DESIGN.md §5)."""

@@ -1,0 +1,108 @@
+"""The query API's composition root: ``create_app(settings)`` wires the read-database pool,
+Redis, the checkpoint watcher and the routes. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from orderdesk.auth import TokenVerifier
+from orderdesk.database import async_pool
+from orderdesk.http import RequestContextMiddleware, exception_handlers
+from orderdesk.problems import ProblemError, problem_response
+from orderdesk.redis_client import async_redis
+from orderdesk.settings import Settings
+from query_side import health, orders, products, projections_status, stats
+from query_side.cache import CacheStats, GetBatcher, RedisGuard
+from query_side.consistency import CheckpointWatcher
+from query_side.resources import Resources
+
+log = logging.getLogger("orderdesk.query")
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The read database is down or the pool is exhausted: 503, never a 500."""
+    log.warning("read database unavailable", extra={"error": repr(exc)})
+    return problem_response(
+        ProblemError(
+            503,
+            "database-unavailable",
+            "The read database is unavailable; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    )
+
+
+def routes() -> list[Route]:
+    """Every route of the query API (API.md §Query API and §Operations)."""
+    get = ["GET"]
+    return [
+        # The hottest route first: Starlette tries routes in order.
+        Route("/products/{sku}", products.get_product, methods=get),
+        Route("/products", products.list_products, methods=get),
+        Route("/healthz", health.healthz, methods=get),
+        Route("/readyz", health.readyz, methods=get),
+        Route("/orders", orders.list_orders, methods=get),
+        Route("/orders/{order_id}", orders.get_order, methods=get),
+        Route("/orders/{order_id}/history", orders.order_history, methods=get),
+        Route("/customers/{customer_id}/orders", orders.customer_orders, methods=get),
+        Route("/stats/top-products", stats.top_products, methods=get),
+        Route("/stats/daily-sales", stats.daily_sales, methods=get),
+        Route("/projections", projections_status.list_projections, methods=get),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The query API for ``settings`` (read database and Redis must be set)."""
+    read_url = settings.effective_read_database_url
+    if read_url is None or settings.redis_url is None:
+        raise ValueError("the query API needs a read database URL and a Redis URL")
+    redis_url = settings.redis_url
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = async_pool(read_url, size=settings.db_pool_size, name="query-api")
+        # Do not wait for the database: the process starts and /readyz says 503 until
+        # it is reachable, instead of crashing at boot.
+        await pool.open(wait=False)
+        client = async_redis(redis_url)
+        # No retries: a failure costs one short timeout, then the guard skips Redis.
+        client.set_retry(Retry(NoBackoff(), 0))
+        watcher = CheckpointWatcher(pool, read_url)
+        await watcher.start()
+        guard = RedisGuard(client)
+        app.state.resources = Resources(
+            settings=settings,
+            pool=pool,
+            redis=guard,
+            reads=GetBatcher(guard),
+            watcher=watcher,
+            verifier=TokenVerifier.from_settings(settings),
+            stats=CacheStats(),
+        )
+        app.state.migration_check = health.MigrationCheck(read_url)
+        try:
+            yield
+        finally:
+            await watcher.stop()
+            await client.aclose()
+            await pool.close(timeout=2.0)
+
+    handlers = exception_handlers()
+    handlers[psycopg.OperationalError] = database_unavailable
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers=handlers,
+    )

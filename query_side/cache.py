@@ -1,0 +1,160 @@
+"""Redis on the read path: a guard that never lets Redis hang a request, and the
+read-through of single resources on top of :mod:`orderdesk.cache`.
+
+Redis is an optimisation here. Every call goes through :class:`RedisGuard`, which caps it
+with a short timeout and, after a failure, skips Redis for ``cooldown`` seconds so a
+dead server costs one timeout per cooldown instead of one per request. Whatever fails,
+the caller falls back to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
+
+from orderdesk.cache import set_if_newer, unpack
+
+log = logging.getLogger("orderdesk.query.cache")
+
+T = TypeVar("T")
+
+CALL_TIMEOUT = 0.5
+COOLDOWN = 1.5
+
+
+@dataclass
+class CacheStats:
+    """Hit/miss counters (a seam for the Prometheus metrics)."""
+
+    hits: dict[str, int] = field(default_factory=dict)
+    misses: dict[str, int] = field(default_factory=dict)
+
+    def hit(self, kind: str) -> None:
+        self.hits[kind] = self.hits.get(kind, 0) + 1
+
+    def miss(self, kind: str) -> None:
+        self.misses[kind] = self.misses.get(kind, 0) + 1
+
+
+class RedisGuard:
+    """Wraps the asyncio Redis client: short timeouts, and a cool-down after a failure."""
+
+    def __init__(
+        self, client: Any, *, cooldown: float = COOLDOWN, timeout: float = CALL_TIMEOUT
+    ) -> None:
+        self.client = client
+        self.cooldown = cooldown
+        self.timeout = timeout
+        self._skip_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        """False while cooling down after a failure."""
+        return time.monotonic() >= self._skip_until
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.available:
+            log.warning(
+                "redis unavailable, serving from PostgreSQL",
+                extra={"error": repr(exc), "retry_in_s": self.cooldown},
+            )
+        self._skip_until = time.monotonic() + self.cooldown
+
+    async def call(self, make: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one Redis call; None when Redis is cooling down, fails or is too slow."""
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await make()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return None
+
+    async def get(self, key: str) -> bytes | None:
+        """``GET key``; None on a miss or when Redis is unavailable."""
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                value: bytes | None = await self.client.get(key)
+                return value
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return None
+
+    async def ping(self) -> bool:
+        """True when Redis answers now (ignores the cool-down: used by /readyz)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return False
+        self._skip_until = 0.0
+        return True
+
+
+class GetBatcher:
+    """Coalesces the cache GETs of concurrent requests into one ``MGET`` per event-loop
+    turn. Under load most of a cache hit's cost is the Redis client's per-command work
+    (pool checkout, packing, parsing); 30 requests that arrive together now share one
+    command and one round trip instead of paying for 30."""
+
+    def __init__(self, guard: RedisGuard) -> None:
+        self.guard = guard
+        self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def get(self, key: str) -> bytes | None:
+        """The value at ``key``; None on a miss or when Redis is unavailable."""
+        if not self.guard.available:
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.setdefault(key, []).append(future)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        task = asyncio.ensure_future(self._fetch(batch))
+        self._running.add(task)  # keep a reference until done
+        task.add_done_callback(self._running.discard)
+
+    async def _fetch(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
+        keys = list(batch)
+        values: list[bytes | None] = [None] * len(keys)
+        try:
+            found = await self.guard.call(lambda: self.guard.client.mget(keys))
+            if found is not None:
+                values = list(found)
+        finally:  # whatever happens, no request is left waiting
+            for key, value in zip(keys, values, strict=True):
+                for future in batch[key]:
+                    if not future.done():
+                        future.set_result(value)
+
+
+async def cached(source: RedisGuard | GetBatcher, key: str) -> tuple[int, bytes] | None:
+    """``(version, json)`` of a cached representation, or None."""
+    raw = await source.get(key)
+    if raw is None:
+        return None
+    try:
+        return unpack(raw)
+    except ValueError:  # not a value we wrote: treat as a miss, the fill will replace it
+        return None
+
+
+async def fill(guard: RedisGuard, key: str, version: int, payload: bytes, ttl: int) -> None:
+    """Store a representation read from PostgreSQL unless the cache holds a newer one:
+    a fill that read version 4 just before the projector cached 5 loses (DESIGN.md §5)."""
+    await guard.call(lambda: set_if_newer(guard.client, key, version, payload, ttl))

@@ -1,0 +1,197 @@
+"""Read-your-writes: ``X-Consistency-Token`` makes a GET wait until the projections it reads
+have applied the write (API.md §Consistency).
+
+One :class:`CheckpointWatcher` per process keeps every projection's checkpoint in memory.
+A dedicated connection LISTENs on ``orderdesk_checkpoints`` (the projector NOTIFYs it in
+the transaction that moves a checkpoint, so the notice arrives on commit); each notice,
+or a burst of them, makes one refresh task re-read all checkpoints in one query and wake
+the waiting requests. While anyone waits, the refresh also runs every ``poll_interval``
+as a fallback for a lost notice. A waiting request therefore never queries the database
+itself, however many are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+
+from orderdesk.database import libpq_url
+from orderdesk.problems import ProblemError
+from shared_contracts.tokens import LogPoint, MalformedToken, decode_token
+
+log = logging.getLogger("orderdesk.query.consistency")
+
+CHANNEL = "orderdesk_checkpoints"
+DEFAULT_WAIT_MS = 2000
+MAX_WAIT_MS = 10_000
+RETRY_AFTER_SECONDS = 1
+
+PRODUCTS = ("product_view",)
+ORDERS = ("order_view",)
+HISTORY = ("order_history",)
+DAILY_SALES = ("daily_sales",)
+
+_ORIGIN = LogPoint(0, 0)
+
+
+class CheckpointWatcher:
+    """The checkpoints of every projection, kept fresh by LISTEN/NOTIFY, and the waiters."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        listen_url: str,
+        *,
+        poll_interval: float = 0.25,
+        reconnect_delay: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.listen_url = listen_url
+        self.poll_interval = poll_interval
+        self.reconnect_delay = reconnect_delay
+        self.checkpoints: dict[str, LogPoint] = {}
+        self.refreshes = 0
+        self._waiters = 0
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the listener and the refresher (call from the app's lifespan)."""
+        self._wake.set()  # first refresh right away
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="checkpoint-listener"),
+            asyncio.create_task(self._refresh_loop(), name="checkpoint-refresh"),
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the background tasks."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for a checkpoint right now."""
+        return self._waiters
+
+    def reached(self, projections: Iterable[str], point: LogPoint) -> bool:
+        """True when every projection in ``projections`` has applied ``point``."""
+        return all(self.checkpoints.get(name, _ORIGIN) >= point for name in projections)
+
+    async def wait_for(
+        self, projections: tuple[str, ...], point: LogPoint, wait_seconds: float
+    ) -> bool:
+        """Wait up to ``wait_seconds`` until :meth:`reached`; the final answer."""
+        if self.reached(projections, point):
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        self._waiters += 1
+        self._wake.set()  # our cached checkpoints may be old: refresh once now
+        try:
+            async with self._changed:
+                while not self.reached(projections, point):
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return False
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), remaining)
+                return True
+        finally:
+            self._waiters -= 1
+
+    async def refresh(self) -> None:
+        """Re-read every checkpoint (one query) and wake the waiters."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT name, checkpoint_tx, checkpoint_pos FROM read.projection_state"
+                )
+            ).fetchall()
+        self.checkpoints = {str(name): LogPoint(int(tx), int(pos)) for name, tx, pos in rows}
+        self.refreshes += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            if self._waiters:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            else:
+                await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.refresh()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("cannot read projection checkpoints", extra={"error": repr(exc)})
+                await asyncio.sleep(self.reconnect_delay)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn: Any = await psycopg.AsyncConnection.connect(
+                    libpq_url(self.listen_url),
+                    autocommit=True,
+                    application_name="orderdesk-query-listen",
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._wake.set()  # notices may have been missed while disconnected
+                    async for _notice in conn.notifies():
+                        self._wake.set()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("checkpoint listener disconnected", extra={"error": repr(exc)})
+            await asyncio.sleep(self.reconnect_delay)
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.headers.get("x-wait-ms")
+    if raw is None:
+        return DEFAULT_WAIT_MS / 1000
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or int(raw) > MAX_WAIT_MS:
+        raise ProblemError(
+            400, "invalid-wait", f"X-Wait-Ms must be an integer from 0 to {MAX_WAIT_MS}."
+        )
+    return int(raw) / 1000
+
+
+async def await_projections(
+    request: Request, watcher: CheckpointWatcher, projections: tuple[str, ...]
+) -> bool:
+    """Honour ``X-Consistency-Token``: False without one (never waits); True once every
+    projection in ``projections`` has applied it; a 503 ``projection-lagging`` problem when
+    ``X-Wait-Ms`` runs out; 400 for a malformed token or wait."""
+    token = request.headers.get("x-consistency-token")
+    if token is None:
+        return False
+    try:
+        point = decode_token(token.strip())
+    except MalformedToken:
+        raise ProblemError(
+            400,
+            "malformed-consistency-token",
+            "X-Consistency-Token is not a token this service issued.",
+        ) from None
+    timeout = _wait_seconds(request)
+    if await watcher.wait_for(projections, point, timeout):
+        return True
+    raise ProblemError(
+        503,
+        "projection-lagging",
+        f"The read model has not caught up with this write yet "
+        f"({', '.join(projections)}); retry shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

@@ -1,0 +1,131 @@
+"""Read-your-writes: a GET with X-Consistency-Token waits for the projections it reads,
+woken by the projector's NOTIFY, and gives up with 503 projection-lagging."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from orderdesk.settings import Settings
+from shared_contracts.tokens import LogPoint, encode_token
+from tests.integration.query_rows import (
+    add_order,
+    add_product,
+    connect,
+    query_client,
+    set_checkpoint,
+)
+from tests.support import bearer, poll_until
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Any]:
+    with query_client(settings) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def conn(settings: Settings) -> Iterator[Any]:
+    assert settings.database_url is not None
+    with connect(settings.database_url) as connection:
+        yield connection
+
+
+def test_waits_until_the_projection_applies_the_write(client: Any, conn: Any) -> None:
+    set_checkpoint(conn, "product_view", 100, 7)
+    add_product(conn, "MUG-1", version=1)
+    client.get("/products/MUG-1")  # version 1 is now cached
+    watcher = client.app.state.resources.watcher
+    watcher.poll_interval = 60.0  # only the NOTIFY can wake the waiter in time
+    token = encode_token(LogPoint(100, 9))
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        future = pool.submit(
+            client.get,
+            "/products/MUG-1",
+            headers={"X-Consistency-Token": token, "X-Wait-Ms": "8000"},
+        )
+        poll_until(lambda: watcher.waiting == 1, message="request waiting")
+        assert not future.done()
+        # The projector commits version 2 and the checkpoint past the token, and NOTIFYs.
+        add_product(conn, "MUG-1", version=2)
+        set_checkpoint(conn, "product_view", 100, 9)
+        response = future.result(timeout=8)
+    assert response.status_code == 200
+    # The cache still holds version 1: after the wait the answer comes from PostgreSQL.
+    assert response.json()["version"] == 2
+    assert time.monotonic() - started < 4
+
+
+def test_waits_for_the_projections_of_that_endpoint_only(
+    client: Any, conn: Any, settings: Settings
+) -> None:
+    order_id = add_order(conn, "alice")
+    set_checkpoint(conn, "product_view", 50, 1)
+    set_checkpoint(conn, "order_view", 40, 1)
+    token = {"X-Consistency-Token": encode_token(LogPoint(45, 0)), "X-Wait-Ms": "300"}
+    assert client.get("/products", headers=token).status_code == 200
+    lagging = client.get(
+        f"/orders/{order_id}", headers={**token, **bearer(settings, "alice", "customer")}
+    )
+    assert lagging.status_code == 503
+    # A projection without a row has applied nothing yet.
+    staff = bearer(settings, "sam", "staff")
+    assert client.get("/stats/daily-sales", headers={**token, **staff}).status_code == 503
+
+
+def test_past_the_wait_is_503_projection_lagging_with_retry_after(client: Any, conn: Any) -> None:
+    set_checkpoint(conn, "product_view", 10, 1)
+    started = time.monotonic()
+    response = client.get(
+        "/products",
+        headers={"X-Consistency-Token": encode_token(LogPoint(11, 0)), "X-Wait-Ms": "400"},
+    )
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["type"] == "urn:orderdesk:problem:projection-lagging"
+    assert 0.35 <= elapsed < 3
+
+
+def test_many_waiters_share_one_refresh_instead_of_polling_each(client: Any, conn: Any) -> None:
+    set_checkpoint(conn, "product_view", 10, 1)
+    watcher = client.app.state.resources.watcher
+    headers = {"X-Consistency-Token": encode_token(LogPoint(20, 0)), "X-Wait-Ms": "1000"}
+    before = watcher.refreshes
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: client.get("/products", headers=headers), range(20)))
+    assert {a.status_code for a in answers} == {503}
+    # A poll every 250 ms while anyone waits, plus one per arriving waiter at most.
+    assert watcher.refreshes - before <= 30
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Consistency-Token": "garbage"},
+        {"X-Consistency-Token": "c1.!!!!"},
+        {"X-Consistency-Token": encode_token(LogPoint(1, 1)), "X-Wait-Ms": "-5"},
+        {"X-Consistency-Token": encode_token(LogPoint(1, 1)), "X-Wait-Ms": "10001"},
+        {"X-Consistency-Token": encode_token(LogPoint(1, 1)), "X-Wait-Ms": "soon"},
+    ],
+)
+def test_malformed_token_or_wait_is_400_at_once(client: Any, headers: dict[str, str]) -> None:
+    started = time.monotonic()
+    response = client.get("/products", headers=headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert time.monotonic() - started < 1
+
+
+def test_without_the_header_a_get_never_waits(client: Any, conn: Any) -> None:
+    set_checkpoint(conn, "product_view", 1, 1, state="stalled")
+    add_product(conn, "MUG-1")
+    started = time.monotonic()
+    assert client.get("/products/MUG-1").status_code == 200
+    assert client.get("/products").status_code == 200
+    assert time.monotonic() - started < 1
