@@ -77,7 +77,6 @@ def cmd_query_api(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from command_side.relay import run_relay
-
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
 
@@ -88,10 +87,9 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.worker import run_worker
-
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
+    from projections.worker import run_worker
 
     configure_logging("worker", settings.log_level, settings.log_format)
     with runtime_servers(settings) as resolved:
@@ -119,7 +117,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
-    from projections import admin
+    from projections import admin as admin
 
     configure_logging("projections", "WARNING", "text")
     with runtime_servers(settings) as resolved:
