@@ -102,7 +102,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     tokens = [mint_token(settings, f"bench-customer-{i}", ["customer"], 3600) for i in range(100)]
     run = uuid.uuid4().hex[:6].upper()
     skus = [f"BENCH-{run}-{i}" for i in range(args.skus)]
-    await prepare(Connection(host, port), staff, skus)
+    if not args.skip_setup:
+        await prepare(Connection(host, port), staff, skus)
 
     rng = random.Random(7)
     requests = [
@@ -144,6 +145,11 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--skus", type=int, default=20)
     parser.add_argument("--secret", help="JWT secret (default: the configured one)")
+    parser.add_argument(
+        "--skip-setup",
+        action="store_true",
+        help="do not create the skus first (for bench/baselines/raw_psycopg_app.py)",
+    )
     try:
         import uvloop  # a faster event loop when installed (uvicorn[standard] brings it)
 
