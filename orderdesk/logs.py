@@ -19,7 +19,12 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
 )
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# uvicorn adds an ANSI-coloured copy of its message; the JSON line has the plain one.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 # Anything msgspec cannot encode natively (exceptions, paths, …) is logged as its str().
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
