@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
 
+import msgspec
+
 from command_side import commands as c
 from command_side.domain.catalog import Product
 from command_side.domain.errors import (
@@ -24,8 +26,16 @@ from command_side.domain.errors import (
     NotFound,
     RuleViolation,
 )
+from command_side.domain.inventory import StockItem
 from command_side.domain.orders import Order
 from command_side.domain.orders import place_order as place_order_in_domain
+from command_side.responses import (
+    OrderPlacedResult,
+    OrderResult,
+    ProductResult,
+    Result,
+    StockResult,
+)
 from command_side.unit_of_work import UnitOfWork
 from orderdesk.auth import Principal
 from orderdesk.problems import ErrorItem, ProblemError
@@ -36,17 +46,30 @@ P = ParamSpec("P")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    """A successful command: the aggregate's id and new version, the consistency token, and
-    resource fields for the response body."""
+    """A successful command: its response body (a Struct of :mod:`command_side.responses`,
+    which carries the aggregate's ``id``, new ``version`` and the consistency ``token``)."""
 
-    id: str
-    version: int
-    token: str
-    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    result: Result
 
-    def body(self) -> dict[str, Any]:
-        """The response body (API.md: ``id``, ``version``, ``token`` + resource fields)."""
-        return {"id": self.id, "version": self.version, "token": self.token, **self.fields}
+    @property
+    def id(self) -> str:
+        return self.result.id
+
+    @property
+    def version(self) -> int:
+        return self.result.version
+
+    @property
+    def token(self) -> str:
+        return self.result.token
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The resource fields of the body (everything but id, version and token)."""
+        body = msgspec.structs.asdict(self.result)
+        for common in ("id", "version", "token"):
+            del body[common]
+        return body
 
 
 def problem_from(error: DomainError) -> ProblemError:
@@ -95,13 +118,18 @@ async def _token(uow: UnitOfWork, point: LogPoint | None, stream_id: str) -> str
     return encode_token(point)
 
 
-def _product_fields(product: Product) -> dict[str, Any]:
-    return {
-        "sku": product.sku,
-        "name": product.name,
-        "price": product.price,
-        "status": product.status,
-    }
+def _product_outcome(product: Product, token: str) -> Outcome:
+    return Outcome(
+        ProductResult(
+            product.sku,
+            product.version,
+            token,
+            product.sku,
+            product.name,
+            product.price,
+            product.status,
+        )
+    )
 
 
 async def _product(uow: UnitOfWork, sku: str, if_match: int | None) -> Product:
@@ -120,12 +148,7 @@ async def add_product(cmd: c.AddProduct, uow: UnitOfWork) -> Outcome:
     product = Product.add(cmd.sku, cmd.name, cmd.price)
     uow.add_product(product)
     point = await uow.save()
-    return Outcome(
-        product.sku,
-        product.version,
-        await _token(uow, point, f"product:{cmd.sku}"),
-        _product_fields(product),
-    )
+    return _product_outcome(product, await _token(uow, point, f"product:{cmd.sku}"))
 
 
 @_answers_problems
@@ -137,9 +160,7 @@ async def update_product(
     product = await _product(uow, sku, if_match)
     product.update(name=cmd.name, price=cmd.price)
     point = await uow.save()
-    return Outcome(
-        sku, product.version, await _token(uow, point, f"product:{sku}"), _product_fields(product)
-    )
+    return _product_outcome(product, await _token(uow, point, f"product:{sku}"))
 
 
 @_answers_problems
@@ -150,13 +171,11 @@ async def discontinue_product(
     product = await _product(uow, sku, if_match)
     product.discontinue()
     point = await uow.save()
-    return Outcome(
-        sku, product.version, await _token(uow, point, f"product:{sku}"), _product_fields(product)
-    )
+    return _product_outcome(product, await _token(uow, point, f"product:{sku}"))
 
 
 async def _stock_change(
-    uow: UnitOfWork, sku: str, if_match: int | None, change: Callable[[Any], None]
+    uow: UnitOfWork, sku: str, if_match: int | None, change: Callable[[StockItem], None]
 ) -> Outcome:
     item = await uow.get_stock_item(sku)
     if item is None:
@@ -164,16 +183,9 @@ async def _stock_change(
     _check_version(item.version, if_match)
     change(item)
     point = await uow.save()
+    token = await _token(uow, point, f"stock:{sku}")
     return Outcome(
-        sku,
-        item.version,
-        await _token(uow, point, f"stock:{sku}"),
-        {
-            "sku": sku,
-            "on_hand": item.on_hand,
-            "reserved": item.reserved,
-            "available": item.available,
-        },
+        StockResult(sku, item.version, token, sku, item.on_hand, item.reserved, item.available)
     )
 
 
@@ -214,11 +226,9 @@ async def place_order(
     )
     uow.add_order(order)
     point = await uow.save()
+    token = await _token(uow, point, f"order:{order.id}")
     return Outcome(
-        order.id,
-        order.version,
-        await _token(uow, point, f"order:{order.id}"),
-        {"status": order.status, "customer_id": customer_id, "total": order.total},
+        OrderPlacedResult(order.id, order.version, token, order.status, customer_id, order.total)
     )
 
 
@@ -237,15 +247,15 @@ async def _order(uow: UnitOfWork, order_id: str, actor: Principal, if_match: int
 
 def _order_outcome(order: Order, token: str) -> Outcome:
     return Outcome(
-        order.id,
-        order.version,
-        token,
-        {
-            "status": order.status,
-            "total": order.total,
-            "paid_amount": order.paid_amount,
-            "refund": order.refund,
-        },
+        OrderResult(
+            order.id,
+            order.version,
+            token,
+            order.status,
+            order.total,
+            order.paid_amount,
+            order.refund,
+        )
     )
 
 

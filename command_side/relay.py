@@ -21,31 +21,32 @@ from typing import Any
 import dramatiq
 import psycopg
 
+from orderdesk.broker import make_broker, project_message
 from orderdesk.database import connect
+from orderdesk.logs import correlation_id
 from orderdesk.settings import Settings
+from shared_contracts.messages import PROJECTION_NAMES
 
 log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "orderdesk_events"
-#: The message the projectors consume (projections.broker and projections.registry hold
-#: the same names; the write side may not import the projections package).
-QUEUE_NAME = "projections"
-ACTOR_NAME = "project"
-PROJECTION_NAMES = ("order_view", "product_view", "daily_sales", "order_history")
 #: Wakeups closer together than this are merged into one (bounded extra latency).
 COALESCE_SECONDS = 0.01
 MAX_RECONNECT_DELAY = 5.0
+#: At most this many new events are named in one wakeup's log line (the rest, next time).
+LOG_EVENTS_LIMIT = 1000
 
-
-def _broker(url: str) -> dramatiq.Broker:
-    scheme = url.split("://", 1)[0].lower()
-    if scheme in ("amqp", "amqps"):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        return RabbitmqBroker(url=url)
-    from dramatiq.brokers.redis import RedisBroker
-
-    return RedisBroker(url=url)  # type: ignore[no-untyped-call]
+_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+# The events committed since the last wakeup, in the projectors' gap-safe order: only
+# finished transactions (below the snapshot horizon), so none is skipped for the log.
+_NEW_EVENTS = """
+SELECT transaction_id::text::bigint, position, metadata->>'correlation_id'
+FROM write.event_log
+WHERE (transaction_id, position) > (%s::text::xid8, %s)
+  AND transaction_id < %s::text::xid8
+ORDER BY transaction_id, position
+LIMIT %s
+"""
 
 
 class Relay:
@@ -60,12 +61,31 @@ class Relay:
         """One wakeup: one message per projection."""
         self.wakeups += 1
         for name in PROJECTION_NAMES:
-            message: dramatiq.Message[Any] = dramatiq.Message(
-                queue_name=QUEUE_NAME, actor_name=ACTOR_NAME, args=(name,), kwargs={}, options={}
-            )
-            self.broker.enqueue(message)
+            self.broker.enqueue(project_message(name))
             self.messages += 1
-        log.debug("woke projectors (%s)", reason)
+
+
+class EventCursor:
+    """Where the relay's log of committed events stands in the reading order."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        # Start at the horizon: what committed before the relay started is not news.
+        self.point = (_horizon(conn), 0)
+
+    def new_request_ids(self, conn: psycopg.Connection[Any]) -> tuple[int, list[str]]:
+        """(count, distinct correlation ids) of the events committed since the last call."""
+        horizon = _horizon(conn)
+        rows = conn.execute(
+            _NEW_EVENTS, (str(self.point[0]), self.point[1], str(horizon), LOG_EVENTS_LIMIT)
+        ).fetchall()
+        if rows:
+            self.point = (int(rows[-1][0]), int(rows[-1][1]))
+        return len(rows), list(dict.fromkeys(r[2] for r in rows if r[2]))
+
+
+def _horizon(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(_HORIZON).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _head(conn: psycopg.Connection[Any]) -> int:
@@ -78,7 +98,8 @@ def _listen(
 ) -> None:
     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
     head = _head(conn)
-    relay.wake("start")  # anything committed while no relay was listening
+    cursor = EventCursor(conn)
+    _send(relay, "start", conn, cursor)  # anything committed while no relay was listening
     last_wake = time.monotonic()
     next_poll = last_wake + settings.relay_poll_interval
     while not stop.is_set():
@@ -93,24 +114,44 @@ def _listen(
                 time.sleep(gap)
             for _ in conn.notifies(timeout=0.0):
                 pass
-            _send(relay, "notify")
+            _send(relay, "notify", conn, cursor)
             last_wake = time.monotonic()
         if time.monotonic() >= next_poll:
             # Fallback for a lost notification: anything new since the last poll?
             new_head = _head(conn)
             if new_head != head and not notified:
-                _send(relay, "poll")
+                _send(relay, "poll", conn, cursor)
                 last_wake = time.monotonic()
             head = new_head
             next_poll = time.monotonic() + settings.relay_poll_interval
 
 
-def _send(relay: Relay, reason: str) -> None:
+def _send(relay: Relay, reason: str, conn: psycopg.Connection[Any], cursor: EventCursor) -> None:
+    """Wake the projectors, then log one line naming the requests behind the wakeup."""
     try:
         relay.wake(reason)
+        sent = True
     except Exception as exc:
         # The broker is down: the worker's own safety-net poll and the next wakeup cover it.
         log.warning("could not enqueue projector wakeups: %s", exc)
+        sent = False
+    # After the messages are out, so logging never delays the projectors.
+    events, request_ids = cursor.new_request_ids(conn)
+    only = request_ids[0] if len(request_ids) == 1 else None
+    token = correlation_id.set(only) if only else None
+    try:
+        log.info(
+            "relay woke projectors" if sent else "relay could not wake projectors",
+            extra={
+                "reason": reason,
+                "events": events,
+                "request_ids": request_ids,
+                "messages": len(PROJECTION_NAMES) if sent else 0,
+            },
+        )
+    finally:
+        if token is not None:
+            correlation_id.reset(token)
 
 
 def run_relay(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -124,7 +165,7 @@ def run_relay(settings: Settings, stop: threading.Event | None = None) -> None:
 
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    relay = Relay(_broker(broker_url))
+    relay = Relay(make_broker(broker_url))
     delay = 0.1
     log.info("relay started", extra={"poll_interval": settings.relay_poll_interval})
     try:

@@ -105,7 +105,9 @@ class RateLimiter:
                     keys=[KEY_PREFIX + subject],
                     args=[self.window_ms / self.limit, self.window_ms],
                 )
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, ValueError, TypeError) as exc:
+            # ValueError/TypeError: something that is not our Redis answered (a wrong
+            # server on the port, a proxy): the limiter fails open like for an outage.
             self._warn_failing_open(exc)
             return Decision(allowed=True)
         if allowed:
