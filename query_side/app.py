@@ -1,33 +1,43 @@
 """The query API's composition root: ``create_app(settings)`` wires the read-database pool,
-Redis, the checkpoint watcher and the routes. Nothing is created at import time."""
+Redis, the checkpoint watcher, the routes, the metrics registry, health checks and the
+OpenAPI document. Nothing is created at import time."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
+import redis.asyncio as aredis
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from orderdesk.auth import TokenVerifier
 from orderdesk.database import async_pool
+from orderdesk.health import health_routes
 from orderdesk.http import RequestContextMiddleware, exception_handlers
+from orderdesk.metrics import Metrics, create_metrics, metrics_endpoint
+from orderdesk.openapi import openapi_route
 from orderdesk.problems import ProblemError, problem_response
 from orderdesk.redis_client import async_redis
 from orderdesk.settings import Settings
-from query_side import health, orders, products, projections_status, stats
+from query_side import orders, products, projections_status, stats
+from query_side.api_doc import openapi_document
 from query_side.cache import CacheStats, GetBatcher, RedisGuard
 from query_side.consistency import CheckpointWatcher
 from query_side.resources import Resources
 
 log = logging.getLogger("orderdesk.query")
+
+SERVICE = "query-api"
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
@@ -44,14 +54,13 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[Route]:
-    """Every route of the query API (API.md §Query API and §Operations)."""
+    """Every read route of the query API (API.md §Query API); the operations routes
+    (/healthz, /readyz, /metrics, /openapi.json) are added by :func:`create_app`."""
     get = ["GET"]
     return [
         # The hottest route first: Starlette tries routes in order.
         Route("/products/{sku}", products.get_product, methods=get),
         Route("/products", products.list_products, methods=get),
-        Route("/healthz", health.healthz, methods=get),
-        Route("/readyz", health.readyz, methods=get),
         Route("/orders", orders.list_orders, methods=get),
         Route("/orders/{order_id}", orders.get_order, methods=get),
         Route("/orders/{order_id}/history", orders.order_history, methods=get),
@@ -62,16 +71,27 @@ def routes() -> list[Route]:
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The query API for ``settings`` (read database and Redis must be set)."""
+def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlette:
+    """The query API for ``settings`` (read database and Redis must be set).
+
+    ``metrics`` lets a test read the registry the app writes to; by default a fresh one.
+    """
     read_url = settings.effective_read_database_url
     if read_url is None or settings.redis_url is None:
         raise ValueError("the query API needs a read database URL and a Redis URL")
     redis_url = settings.redis_url
+    metrics = metrics or create_metrics(SERVICE)
+    cache_requests = metrics.cache_requests
+
+    def count_cache_lookup(result: str) -> None:
+        cache_requests.labels(result=result).inc()
+
+    # Filled by the lifespan; /readyz reads them through getters (routes come first).
+    live: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = async_pool(read_url, size=settings.db_pool_size, name="query-api")
+        pool = async_pool(read_url, size=settings.db_pool_size, name=SERVICE)
         # Do not wait for the database: the process starts and /readyz says 503 until
         # it is reachable, instead of crashing at boot.
         await pool.open(wait=False)
@@ -88,21 +108,35 @@ def create_app(settings: Settings) -> Starlette:
             reads=GetBatcher(guard),
             watcher=watcher,
             verifier=TokenVerifier.from_settings(settings),
-            stats=CacheStats(),
+            stats=CacheStats(observe=count_cache_lookup),
         )
-        app.state.migration_check = health.MigrationCheck(read_url)
+        live["pool"], live["redis"] = pool, client
         try:
             yield
         finally:
+            live.clear()
             await watcher.stop()
             await client.aclose()
             await pool.close(timeout=2.0)
 
+    def pool() -> AsyncConnectionPool:
+        found: AsyncConnectionPool = live["pool"]
+        return found
+
+    def redis() -> aredis.Redis | None:
+        found: aredis.Redis | None = live.get("redis")
+        return found
+
+    all_routes: list[BaseRoute] = [*routes()]
+    # Redis down is "degraded" and keeps 200: every endpoint falls back to PostgreSQL.
+    all_routes += health_routes(database_url=read_url, pool=pool, redis=redis)
+    all_routes.append(metrics_endpoint(metrics.registry))
+    all_routes.append(openapi_route(openapi_document()))
     handlers = exception_handlers()
     handlers[psycopg.OperationalError] = database_unavailable
     return Starlette(
-        routes=routes(),
+        routes=all_routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[Middleware(RequestContextMiddleware, observe=metrics.observe_request)],
         exception_handlers=handlers,
     )

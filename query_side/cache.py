@@ -30,16 +30,25 @@ COOLDOWN = 1.5
 
 @dataclass
 class CacheStats:
-    """Hit/miss counters (a seam for the Prometheus metrics)."""
+    """Hit/miss counters by kind (``product``, ``order``, ``top-products``); ``observe``
+    also gets each result (``"hit"``/``"miss"``), which the app feeds to the
+    ``orderdesk_cache_requests_total{result}`` counter."""
 
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
+    observe: Callable[[str], None] | None = None
 
     def hit(self, kind: str) -> None:
+        """Count a lookup of ``kind`` the cache answered."""
         self.hits[kind] = self.hits.get(kind, 0) + 1
+        if self.observe is not None:
+            self.observe("hit")
 
     def miss(self, kind: str) -> None:
+        """Count a lookup of ``kind`` that went to PostgreSQL."""
         self.misses[kind] = self.misses.get(kind, 0) + 1
+        if self.observe is not None:
+            self.observe("miss")
 
 
 class RedisGuard:

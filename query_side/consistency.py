@@ -32,6 +32,7 @@ CHANNEL = "orderdesk_checkpoints"
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 10_000
 RETRY_AFTER_SECONDS = 1
+STOP_TIMEOUT = 3.0
 
 PRODUCTS = ("product_view",)
 ORDERS = ("order_view",)
@@ -72,12 +73,13 @@ class CheckpointWatcher:
         ]
 
     async def stop(self) -> None:
-        """Cancel the background tasks."""
+        """Cancel the background tasks; a bounded wait, so a shutdown never hangs on one."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in pending:
+                log.warning("checkpoint task did not stop in time", extra={"task": task.get_name()})
         self._tasks = []
 
     @property
@@ -126,6 +128,7 @@ class CheckpointWatcher:
 
     async def _refresh_loop(self) -> None:
         while True:
+            _stop_if_cancelled()
             if self._waiters:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
@@ -135,11 +138,13 @@ class CheckpointWatcher:
             try:
                 await self.refresh()
             except (psycopg.Error, OSError) as exc:
+                _stop_if_cancelled(exc)
                 log.warning("cannot read projection checkpoints", extra={"error": repr(exc)})
                 await asyncio.sleep(self.reconnect_delay)
 
     async def _listen(self) -> None:
         while True:
+            _stop_if_cancelled()
             try:
                 conn: Any = await psycopg.AsyncConnection.connect(
                     libpq_url(self.listen_url),
@@ -152,8 +157,21 @@ class CheckpointWatcher:
                     async for _notice in conn.notifies():
                         self._wake.set()
             except (psycopg.Error, OSError) as exc:
+                _stop_if_cancelled(exc)
                 log.warning("checkpoint listener disconnected", extra={"error": repr(exc)})
             await asyncio.sleep(self.reconnect_delay)
+
+
+def _stop_if_cancelled(exc: BaseException | None = None) -> None:
+    """Raise CancelledError when this task was asked to stop but a library swallowed it.
+
+    On Python 3.11 ``asyncio.wait_for`` (used by psycopg_pool while it waits for a
+    connection) can drop a cancellation that races with its result; psycopg may turn one
+    into an error while it cleans a connection up. Either way the loop would carry on and
+    :meth:`CheckpointWatcher.stop` would wait for it forever, so every loop checks here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _wait_seconds(request: Request) -> float:

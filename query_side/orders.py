@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -20,7 +20,6 @@ from orderdesk.problems import ProblemError
 from query_side import cache
 from query_side.consistency import HISTORY, ORDERS, await_projections
 from query_side.pagination import (
-    Page,
     decode_cursor,
     encode_cursor,
     fingerprint,
@@ -29,14 +28,14 @@ from query_side.pagination import (
 )
 from query_side.representations import (
     ORDER_COLUMNS,
+    OrderPage,
     encoder,
     json_response,
     order_from_row,
-    rfc3339,
     single,
 )
 from query_side.resources import Resources, order_reader, resources, staff
-from shared_contracts.views import order_cache_key
+from shared_contracts.views import order_cache_key, rfc3339
 
 STATUSES = ("placed", "paid", "shipped", "cancelled")
 ORDER_PRIVATE = "private, no-cache"
@@ -54,7 +53,14 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     at: str
     actor: str | None
     request_id: str | None
-    data: msgspec.Raw
+    # The stored JSON object is passed through as is; the schema still says "object".
+    data: Annotated[
+        msgspec.Raw,
+        msgspec.Meta(
+            extra_json_schema={"type": "object"},
+            description="The event payload as the API would show it.",
+        ),
+    ]
 
 
 def _not_found() -> ProblemError:
@@ -197,7 +203,7 @@ async def _page(request: Request, res: Resources, customer_id: str | None) -> Re
         last = rows[-1]
         next_cursor = encode_cursor(query_id, [last[12].isoformat(), last[0]])
     return json_response(
-        Page(items=[order_from_row(r) for r in rows], next_cursor=next_cursor), ORDER_PRIVATE
+        OrderPage(items=[order_from_row(r) for r in rows], next_cursor=next_cursor), ORDER_PRIVATE
     )
 
 

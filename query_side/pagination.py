@@ -113,10 +113,3 @@ def decode_cursor(raw: str | None, query: str, types: Sequence[type]) -> list[An
         if not isinstance(value, type_) or isinstance(value, bool):
             raise _bad_cursor("The cursor is not one this API issued.")
     return key
-
-
-class Page(msgspec.Struct, frozen=True):
-    """``{"items": [...], "next_cursor": str | None}``."""
-
-    items: list[Any]
-    next_cursor: str | None

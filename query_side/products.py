@@ -12,7 +12,6 @@ from orderdesk.problems import ProblemError
 from query_side import cache
 from query_side.consistency import PRODUCTS, await_projections
 from query_side.pagination import (
-    Page,
     decode_cursor,
     encode_cursor,
     fingerprint,
@@ -22,6 +21,7 @@ from query_side.pagination import (
 )
 from query_side.representations import (
     PRODUCT_COLUMNS,
+    ProductPage,
     encoder,
     json_response,
     product_from_row,
@@ -143,4 +143,6 @@ async def list_products(request: Request) -> Response:
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(query_id, list(rows[-1][11:]))
-    return json_response(Page(items=[product_from_row(r) for r in rows], next_cursor=next_cursor))
+    return json_response(
+        ProductPage(items=[product_from_row(r) for r in rows], next_cursor=next_cursor)
+    )

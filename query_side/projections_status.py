@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +24,7 @@ class ProjectionStatus(msgspec.Struct, frozen=True):
 
     name: str
     version: int
-    state: str
+    state: Literal["live", "rebuilding", "stalled"]
     checkpoint: Checkpoint
     events_behind: int
     seconds_behind: float

@@ -2,19 +2,19 @@
 
 The single-resource shapes are :mod:`shared_contracts.views` — the projector caches the
 same Structs — so a representation built here and one read from Redis are byte-for-byte
-the same. Timestamps are RFC 3339 UTC with microseconds (``2026-01-02T03:04:05.000006Z``).
+the same. Timestamps are :func:`shared_contracts.views.rfc3339` (UTC, microseconds, ``Z``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 from starlette.responses import Response
 
-from shared_contracts.views import OrderLineView, OrderView, ProductView
+from shared_contracts.views import OrderLineView, OrderView, ProductView, rfc3339
 
 JSON = "application/json"
 
@@ -28,11 +28,6 @@ ORDER_COLUMNS = (
     "order_id::text, customer_id, status, lines, total, paid_amount, refund, "
     "placed_at, paid_at, shipped_at, cancelled_at, version"
 )
-
-
-def rfc3339(moment: datetime) -> str:
-    """``moment`` as RFC 3339 UTC with microseconds and a ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _maybe(moment: datetime | None) -> str | None:
@@ -111,6 +106,20 @@ def order_from_row(row: Sequence[Any]) -> OrderView:
         cancelled_at=_maybe(cancelled_at),
         version=version,
     )
+
+
+class ProductPage(msgspec.Struct, frozen=True):
+    """A page of ``GET /products``: ``{"items": [product], "next_cursor": str | None}``."""
+
+    items: list[ProductView]
+    next_cursor: str | None
+
+
+class OrderPage(msgspec.Struct, frozen=True):
+    """A page of ``GET /orders`` or ``GET /customers/{id}/orders``, newest first."""
+
+    items: list[OrderView]
+    next_cursor: str | None
 
 
 def etag(version: int) -> str:

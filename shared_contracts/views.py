@@ -7,7 +7,21 @@ them from the read tables. One shape, so a cached value and a fresh one never di
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
+
+
+def rfc3339(dt: datetime) -> str:
+    """``dt`` as every API timestamp is shown: RFC 3339 in UTC, always with six fraction
+    digits and a ``Z`` (``2026-01-02T03:04:05.000006Z``).
+
+    Fixed width on purpose: the projector's cached views and the query API's fresh ones
+    must be byte-for-byte equal, also for a whole second (``.000000Z``, never dropped), and
+    the strings sort like the moments they name. A naive ``dt`` is taken as local time, as
+    :meth:`datetime.astimezone` does.
+    """
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class ProductView(msgspec.Struct, frozen=True, kw_only=True):

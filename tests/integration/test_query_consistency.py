@@ -129,3 +129,39 @@ def test_without_the_header_a_get_never_waits(client: Any, conn: Any) -> None:
     assert client.get("/products/MUG-1").status_code == 200
     assert client.get("/products").status_code == 200
     assert time.monotonic() - started < 1
+
+
+def test_shutdown_never_hangs_when_a_refresh_swallows_its_cancellation(settings: Settings) -> None:
+    """Python 3.11's ``asyncio.wait_for`` (inside psycopg_pool) can drop a cancellation that
+    races with its result; the watcher must stop anyway instead of hanging the shutdown."""
+    import asyncio
+
+    from orderdesk.database import async_pool
+    from query_side.consistency import CheckpointWatcher
+
+    url = settings.database_url
+    assert url is not None
+
+    async def scenario() -> float:
+        pool = async_pool(url, size=1, name="test-watcher")
+        await pool.open()
+        watcher = CheckpointWatcher(pool, url)
+        refreshing = asyncio.Event()
+
+        async def refresh_that_swallows() -> None:
+            refreshing.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                return  # what the racing wait_for does: the result wins, no exception
+
+        watcher.refresh = refresh_that_swallows  # type: ignore[method-assign]
+        await watcher.start()
+        await asyncio.wait_for(refreshing.wait(), 5)
+        started = time.monotonic()
+        await watcher.stop()
+        elapsed = time.monotonic() - started
+        await pool.close()
+        return elapsed
+
+    assert asyncio.run(scenario()) < 1.0
