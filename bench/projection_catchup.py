@@ -274,7 +274,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--lag-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="measure only `rebuild --all` (no catch-up, lag)",
+    )
     args = parser.parse_args()
+    if args.rebuild_only:
+        args.lag_seconds = 0
     base = load_settings()
     with tempfile.TemporaryDirectory() as tmp:
         if base.uses_embedded_servers:
@@ -291,7 +298,7 @@ def main() -> int:
             url, total = prepare(resolved.database_url, args.events)
             settings = dataclasses.replace(resolved, database_url=url, read_database_url=None)
             catchups, catch_rss = [], []
-            for _ in range(args.runs):
+            for _ in range(0 if args.rebuild_only else args.runs):
                 seconds, _ = run_catchup(settings, url)
                 catchups.append(seconds)
                 catch_rss.append(run_catchup.rss)  # type: ignore[attr-defined]
@@ -307,7 +314,9 @@ def main() -> int:
                 print(out.strip())
                 print(f"rebuild --all: {seconds:.1f}s, peak RSS {rss / 2**20:.0f} MiB", flush=True)
             lags = run_lag(settings, url, args.lag_seconds, args.rate) if args.lag_seconds else []
-    med_c, med_r = statistics.median(catchups), statistics.median(rebuilds)
+    med_c = statistics.median(catchups) if catchups else float("nan")
+    med_r = statistics.median(rebuilds)
+    catch_rss = catch_rss or [0]
     print()
     print(f"events in log: {total:,}")
     print(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import msgspec
 from msgspec import Meta
 
 from command_side import commands as c
 from command_side.idempotency import MAX_KEY
 from command_side.routes import CommandRoute, command_routes
+from orderdesk.health import operations_endpoints
 from orderdesk.http import MAX_REQUEST_ID
 from orderdesk.openapi import Operation, Parameter, build_openapi
 
@@ -72,40 +72,16 @@ def operation(route: CommandRoute) -> Operation:
     )
 
 
-class Liveness(msgspec.Struct, frozen=True):
-    """``GET /healthz``."""
-
-    status: str
-
-
-class ReadinessReport(msgspec.Struct, frozen=True):
-    """``GET /readyz`` (the same body with 503 when not ready)."""
-
-    database: Annotated[str, Meta(description="ok or down")]
-    migrations: Annotated[str, Meta(description="ok, behind or unknown")]
-    redis: Annotated[str, Meta(description="ok, degraded or disabled")]
-
-
-def operations_endpoints() -> list[Operation]:
-    """/healthz, /readyz, /metrics and /openapi.json (anonymous, never rate limited)."""
-    return [
-        Operation("GET", "/healthz", "200 while the process runs.", {200: Liveness}, auth="none"),
-        Operation(
-            "GET",
-            "/readyz",
-            "200 when the database answers and is migrated; Redis down is only degraded.",
-            {200: ReadinessReport},
-            auth="none",
-        ),
-        Operation("GET", "/metrics", "Prometheus metrics (text format).", {200: None}, auth="none"),
-        Operation("GET", "/openapi.json", "This document.", {200: None}, auth="none"),
-    ]
+READYZ = (
+    "200 when the database answers and is migrated; Redis down is"
+    " only degraded. 503 with the same body otherwise."
+)
 
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the command API."""
     return build_openapi(
-        [*(operation(route) for route in command_routes()), *operations_endpoints()],
+        [*(operation(route) for route in command_routes()), *operations_endpoints(READYZ)],
         title=TITLE,
         version=VERSION,
         description="Commands change the write model; each success returns a consistency "

@@ -12,7 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
+import msgspec
 import redis.asyncio as aredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
@@ -20,8 +22,40 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from orderdesk import migrations
+from orderdesk.openapi import Operation
 
 log = logging.getLogger("orderdesk.health")
+
+
+class Liveness(msgspec.Struct, frozen=True):
+    """``GET /healthz``."""
+
+    status: Literal["ok"]
+
+
+class ReadinessReport(msgspec.Struct, frozen=True):
+    """``GET /readyz`` (the same body with 503 when not ready)."""
+
+    database: Literal["ok", "down"]
+    migrations: Literal["ok", "behind", "unknown"]
+    redis: Literal["ok", "degraded", "disabled"]
+
+
+def operations_endpoints(readyz_summary: str) -> list[Operation]:
+    """OpenAPI operations of /healthz, /readyz, /metrics and /openapi.json (both APIs)."""
+    return [
+        Operation("GET", "/healthz", "200 while the process runs.", {200: Liveness}, auth="none"),
+        Operation(
+            "GET",
+            "/readyz",
+            readyz_summary,
+            {200: ReadinessReport, 503: ReadinessReport},
+            auth="none",
+        ),
+        Operation("GET", "/metrics", "Prometheus metrics (text format).", {200: None}, auth="none"),
+        Operation("GET", "/openapi.json", "This document.", {200: dict[str, Any]}, auth="none"),
+    ]
+
 
 DATABASE_TIMEOUT = 2.0
 REDIS_TIMEOUT = 0.5

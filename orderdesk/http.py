@@ -22,6 +22,7 @@ log = logging.getLogger("orderdesk.http")
 MAX_BODY_BYTES = 64 * 1024
 MAX_REQUEST_ID = 200
 REQUEST_ID_HEADER = b"x-request-id"
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def _valid_request_id(raw: bytes) -> str | None:
@@ -75,16 +76,20 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             if self.observe is not None:
                 self.observe(scope, status, elapsed)
+            # One access line per request, carrying the correlation id (via the context
+            # variable). Probes and scrapes are DEBUG so they do not drown the log.
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            }
             if status >= 500:
-                log.warning(
-                    "request failed",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+                log.warning("request failed", extra=fields)
+            elif scope["path"] in QUIET_PATHS:
+                log.debug("request", extra=fields)
+            else:
+                log.info("request", extra=fields)
             correlation_id.reset(token)
 
 

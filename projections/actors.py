@@ -12,7 +12,7 @@ from typing import Any
 
 import dramatiq
 
-from projections.broker import ACTOR_NAME, QUEUE_NAME
+from shared_contracts.messages import ACTOR_NAME, QUEUE_NAME
 
 #: A failure outside the runner's own poison handling (e.g. the database is restarting)
 #: is retried by Dramatiq with this backoff, in milliseconds.

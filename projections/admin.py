@@ -134,7 +134,7 @@ def retry(settings: Settings, name: str) -> int:
 
 
 def _wake(settings: Settings, name: str) -> None:
-    from projections.broker import make_broker, project_message
+    from orderdesk.broker import make_broker, project_message
 
     url = settings.effective_broker_url
     if not url:
@@ -148,7 +148,7 @@ def _wake(settings: Settings, name: str) -> None:
 
 def rebuild(settings: Settings, names: list[str], all_: bool) -> int:
     """Rebuild projections into shadow tables and swap them in; see :mod:`projections.rebuild`."""
-    from projections.rebuild import RebuildError, rebuild_projection
+    from projections.rebuild import RebuildError, rebuild_projections
 
     chosen = list(registry.PROJECTIONS) if all_ else names
     unknown = [n for n in chosen if n not in registry.PROJECTIONS]
@@ -156,10 +156,12 @@ def rebuild(settings: Settings, names: list[str], all_: bool) -> int:
         known = ", ".join(registry.PROJECTIONS)
         print(f"orderdesk projections rebuild: unknown {unknown} (known: {known})", file=sys.stderr)
         return 2
-    for name in chosen:
-        try:
-            rebuild_projection(settings, registry.get(name), out=sys.stderr)
-        except RebuildError as exc:
-            print(f"orderdesk projections rebuild {name} failed: {exc}", file=sys.stderr)
-            return 1
+    try:
+        # One pass over the log for every chosen projection, one swap for all of them.
+        rebuild_projections(
+            settings, [registry.get(n) for n in dict.fromkeys(chosen)], out=sys.stderr
+        )
+    except RebuildError as exc:
+        print(f"orderdesk projections rebuild {' '.join(chosen)} failed: {exc}", file=sys.stderr)
+        return 1
     return 0

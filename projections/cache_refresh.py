@@ -20,11 +20,13 @@ from orderdesk.cache import SET_IF_NEWER
 from shared_contracts.views import (
     TOP_PRODUCTS_BY_REVENUE,
     TOP_PRODUCTS_BY_UNITS,
+    TOP_PRODUCTS_COMPLETE,
     OrderLineView,
     OrderView,
     ProductView,
     order_cache_key,
     product_cache_key,
+    rfc3339,
 )
 
 _encoder = msgspec.json.Encoder()
@@ -33,15 +35,11 @@ PRODUCT_COLUMNS = (
     "sku, name, price, status, on_hand, reserved, available, units_sold, revenue, version,"
     " updated_at"
 )
+
 ORDER_COLUMNS = (
     "order_id::text, customer_id, status, lines, total, paid_amount, refund, placed_at,"
     " paid_at, shipped_at, cancelled_at, version"
 )
-
-
-def rfc3339(ts: dt.datetime) -> str:
-    """A timestamp as the API shows it: RFC 3339 in UTC with a ``Z``."""
-    return ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _opt(ts: dt.datetime | None) -> str | None:
@@ -129,37 +127,29 @@ def write_views(
     pipe.execute()
 
 
-def reset_after_rebuild(client: Any, read_conn: psycopg.Connection[Any], projection: str) -> None:
-    """After a rebuild swap: drop the projection's cached rows and re-seed the leaderboards.
+def reset_after_rebuild(client: Any, projection: str) -> None:
+    """After a rebuild swap: drop the projection's cached rows (and the leaderboards).
 
     Cached values are dropped rather than overwritten: a rebuilt row may carry a lower
-    version than the cached one, which ``set_if_newer`` would (rightly) refuse.
+    version than the cached one, which ``set_if_newer`` would (rightly) refuse. For
+    ``product_view`` the top-product sets and their completeness marker go too, in one
+    transaction, so the query API reseeds both sets from the new table on its next read.
+    The live projector's absolute scores need no such reset: they leave the marker alone.
     """
     patterns = {
         "product_view": product_cache_key("*"),
         "order_view": order_cache_key("*"),
     }
     pattern = patterns.get(projection)
-    if pattern is not None:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
+    if pattern is None:
+        return
     if projection == "product_view":
-        seed_top_products(client, read_conn)
-
-
-def seed_top_products(client: Any, read_conn: psycopg.Connection[Any]) -> None:
-    """Rebuild both top-product sorted sets from ``read.product_view`` (absolute scores)."""
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(TOP_PRODUCTS_BY_UNITS, TOP_PRODUCTS_BY_REVENUE)
-    with read_conn.cursor() as cur:
-        cur.execute("SELECT sku, units_sold, revenue FROM read.product_view")
-        while rows := cur.fetchmany(5000):
-            pipe.zadd(TOP_PRODUCTS_BY_UNITS, {r[0]: r[1] for r in rows})
-            pipe.zadd(TOP_PRODUCTS_BY_REVENUE, {r[0]: r[2] for r in rows})
-    pipe.execute()
+        client.delete(TOP_PRODUCTS_COMPLETE, TOP_PRODUCTS_BY_UNITS, TOP_PRODUCTS_BY_REVENUE)
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)

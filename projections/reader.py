@@ -41,6 +41,14 @@ LIMIT %(limit)s
 _metadata_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
+class _Correlation(msgspec.Struct):
+    correlation_id: str | None = None
+
+
+# Decodes only the one field (the rest of the object is skipped), for per-batch logging.
+_correlation_decoder = msgspec.json.Decoder(_Correlation)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredEvent:
     """One event-log row; :meth:`event` decodes (and upcasts) the payload on demand."""
@@ -75,6 +83,14 @@ class StoredEvent:
             return _metadata_decoder.decode(self.metadata_json)
         except msgspec.DecodeError:
             return {}
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The request id that caused this event (``metadata.correlation_id``), if any."""
+        try:
+            return _correlation_decoder.decode(self.metadata_json).correlation_id
+        except msgspec.DecodeError:
+            return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, TextIO
 
 import psycopg
@@ -113,9 +115,15 @@ def _indexes(conn: psycopg.Connection[Any], table: str) -> list[_Index]:
 
 
 def _create_shadows(
-    conn: psycopg.Connection[Any], tables: tuple[str, ...]
+    conn: psycopg.Connection[Any], tables: Sequence[str], *, unlogged: bool
 ) -> dict[str, list[_Index]]:
+    """Shadow tables shaped like the live ones, primary key only.
+
+    UNLOGGED while they are filled (no WAL per row); :func:`_make_logged` turns them into
+    ordinary tables before indexes are built and long before the swap.
+    """
     found: dict[str, list[_Index]] = {}
+    kind = "UNLOGGED TABLE" if unlogged else "TABLE"
     with conn.transaction():
         for table in tables:
             shadow = f"read.{table}{SHADOW_SUFFIX}"
@@ -123,7 +131,7 @@ def _create_shadows(
             found[table] = indexes
             conn.execute(f"DROP TABLE IF EXISTS {shadow}")
             conn.execute(
-                f"CREATE TABLE {shadow} (LIKE read.{table} INCLUDING DEFAULTS"
+                f"CREATE {kind} {shadow} (LIKE read.{table} INCLUDING DEFAULTS"
                 " INCLUDING GENERATED INCLUDING CONSTRAINTS)"
             )
             for index in indexes:
@@ -133,6 +141,12 @@ def _create_shadows(
                         f" {index.definition}"
                     )
     return found
+
+
+def _make_logged(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
+    """Make the shadows crash-safe (one sequential WAL write of each table)."""
+    for table in tables:
+        conn.execute(f"ALTER TABLE read.{table}{SHADOW_SUFFIX} SET LOGGED")
 
 
 def _create_secondary_indexes(
@@ -164,7 +178,7 @@ def _swap(conn: psycopg.Connection[Any], indexes: dict[str, list[_Index]]) -> No
         conn.execute(f"DROP TABLE read.{table}{_OLD}")
 
 
-def _drop_shadows(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> None:
+def _drop_shadows(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
     for table in tables:
         conn.execute(f"DROP TABLE IF EXISTS read.{table}{SHADOW_SUFFIX}")
 
@@ -172,31 +186,59 @@ def _drop_shadows(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> Non
 def _replay(
     write: psycopg.Connection[Any],
     read: psycopg.Connection[Any],
-    projection: Projection,
+    projections: Sequence[Projection],
     after: LogPoint,
     batch_size: int,
     progress: Progress | None,
-    done: int,
+    done: dict[str, int],
     *,
     commit_each: bool,
-) -> tuple[LogPoint, int]:
-    """Apply batches into the shadow tables until everything below the horizon is read."""
-    tables = projection.shadow_tables()
+) -> LogPoint:
+    """Apply batches into the shadow tables until everything below the horizon is read.
+
+    ONE pass over the log for all ``projections``: each batch is read once (the union of
+    their event types) and every projection applies the events of its own types.
+    ``done`` counts applied events per projection (updated in place).
+    """
+    types = frozenset().union(*(p.event_types for p in projections))
+    targets = [(p, p.shadow_tables()) for p in projections]
+    read_so_far = sum(done.values())
     while True:
-        batch = read_batch(write, after, projection.event_types, batch_size)
+        batch = read_batch(write, after, types, batch_size)
         if batch.events:
-            if commit_each:
-                with read.transaction(), read.cursor() as cur:
-                    projection.apply(cur, batch.events, tables)
-            else:
-                with read.cursor() as cur:
-                    projection.apply(cur, batch.events, tables)
+            with read.transaction() if commit_each else nullcontext(), read.cursor() as cur:
+                for projection, tables in targets:
+                    mine = [e for e in batch.events if e.event_type in projection.event_types]
+                    if mine:
+                        projection.apply(cur, mine, tables)
+                        done[projection.name] += len(mine)
         after = batch.next_checkpoint(after)
-        done += len(batch.events)
+        read_so_far += len(batch.events)
         if progress is not None:
-            progress.update(done)
+            progress.update(read_so_far)
         if batch.complete:
-            return after, done
+            return after
+
+
+def _rebuild_locks(read: psycopg.Connection[Any], names: Sequence[str]) -> list[str]:
+    """Take the session-level rebuild lock of each name; the names that were free."""
+    taken: list[str] = []
+    for name in names:
+        got = read.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (_REBUILD_LOCK_NAMESPACE, lock_key(name)[1])
+        ).fetchone()
+        if not got or not got[0]:
+            _release(read, taken)
+            raise RebuildError(f"another rebuild of {name} is running")
+        taken.append(name)
+    return taken
+
+
+def _release(read: psycopg.Connection[Any], names: Sequence[str]) -> None:
+    for name in names:
+        read.execute(
+            "SELECT pg_advisory_unlock(%s, %s)", (_REBUILD_LOCK_NAMESPACE, lock_key(name)[1])
+        )
 
 
 def rebuild_projection(
@@ -207,104 +249,123 @@ def rebuild_projection(
     batch_size: int = REBUILD_BATCH,
 ) -> RebuildSummary:
     """Rebuild ``projection`` and swap it in; raises :class:`RebuildError` on failure."""
+    return rebuild_projections(settings, [projection], out=out, batch_size=batch_size)[0]
+
+
+def rebuild_projections(
+    settings: Settings,
+    projections: Sequence[Projection],
+    *,
+    out: TextIO | None = None,
+    batch_size: int = REBUILD_BATCH,
+    unlogged: bool = True,
+) -> list[RebuildSummary]:
+    """Rebuild ``projections`` in one pass over the log and swap them all in at once.
+
+    Raises :class:`RebuildError` on failure; the live projections are then untouched.
+    """
     out = out or sys.stderr
     assert settings.database_url and settings.effective_read_database_url
+    assert projections, "nothing to rebuild"
     started = time.monotonic()
-    tables = projection.tables
+    # A fixed order for every lock we take, so two rebuilds can never deadlock.
+    projections = sorted(projections, key=lambda p: p.name)
+    names = [p.name for p in projections]
+    tables = [t for p in projections for t in p.tables]
     try:
         write = connect(settings.database_url, autocommit=True)
         read = connect(settings.effective_read_database_url, autocommit=True)
     except psycopg.Error as exc:
         raise RebuildError(f"cannot connect: {exc}") from exc
     with write, read:
-        got = read.execute(
-            "SELECT pg_try_advisory_lock(%s, %s)",
-            (_REBUILD_LOCK_NAMESPACE, lock_key(projection.name)[1]),
-        ).fetchone()
-        if not got or not got[0]:
-            raise RebuildError(f"another rebuild of {projection.name} is running")
+        locked = _rebuild_locks(read, names)
         with read.transaction():
-            previous = load_state(read, projection).state
+            previous = {p.name: load_state(read, p).state for p in projections}
             read.execute(
                 "UPDATE read.projection_state SET state = 'rebuilding', updated_at = now()"
-                " WHERE name = %s",
-                (projection.name,),
+                " WHERE name = ANY(%s)",
+                (names,),
             )
         swapped = False
+        done = dict.fromkeys(names, 0)
         try:
-            indexes = _create_shadows(read, tables)
-            progress = Progress(
-                out, projection.name, count_after(write, START, projection.event_types)
+            indexes = _create_shadows(read, tables, unlogged=unlogged)
+            types = frozenset().union(*(p.event_types for p in projections))
+            progress = Progress(out, "+".join(names), count_after(write, START, types))
+            point = _replay(
+                write, read, projections, START, batch_size, progress, done, commit_each=True
             )
-            point, done = _replay(
-                write, read, projection, START, batch_size, progress, 0, commit_each=True
-            )
+            if unlogged:
+                _make_logged(read, tables)
             _create_secondary_indexes(read, indexes)
-            point, done = _replay(
-                write, read, projection, point, batch_size, progress, done, commit_each=True
+            point = _replay(
+                write, read, projections, point, batch_size, progress, done, commit_each=True
             )
             with read.transaction():
-                read.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(projection.name))
-                point, done = _replay(
-                    write, read, projection, point, batch_size, None, done, commit_each=False
+                for name in names:
+                    read.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(name))
+                point = _replay(
+                    write, read, projections, point, batch_size, None, done, commit_each=False
                 )
                 _swap(read, indexes)
-                read.execute(
-                    "UPDATE read.projection_state SET version = %s, state = 'live',"
-                    " checkpoint_tx = %s, checkpoint_pos = %s, events_applied = %s,"
-                    " events_behind = 0, seconds_behind = 0, attempts = 0, last_error = NULL,"
-                    " failed_event_id = NULL, failed_event_position = NULL, updated_at = now()"
-                    " WHERE name = %s",
-                    (projection.version, *point, done, projection.name),
-                )
-                read.execute("SELECT pg_notify(%s, %s)", (CHECKPOINT_CHANNEL, projection.name))
+                for projection in projections:
+                    read.execute(
+                        "UPDATE read.projection_state SET version = %s, state = 'live',"
+                        " checkpoint_tx = %s, checkpoint_pos = %s, events_applied = %s,"
+                        " events_behind = 0, seconds_behind = 0, attempts = 0,"
+                        " last_error = NULL, failed_event_id = NULL,"
+                        " failed_event_position = NULL, updated_at = now() WHERE name = %s",
+                        (projection.version, *point, done[projection.name], projection.name),
+                    )
+                    read.execute("SELECT pg_notify(%s, %s)", (CHECKPOINT_CHANNEL, projection.name))
             swapped = True
-            progress.update(done, final=True)
+            progress.update(sum(done.values()), final=True)
         except Exception as exc:
             if not swapped:
-                _abandon(read, projection, previous)
+                _abandon(read, tables, previous)
             raise RebuildError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            read.execute(
-                "SELECT pg_advisory_unlock(%s, %s)",
-                (_REBUILD_LOCK_NAMESPACE, lock_key(projection.name)[1]),
-            )
-        _refresh_redis(settings, read, projection.name, out)
-    summary = RebuildSummary(
-        projection.name, projection.version, done, time.monotonic() - started, point
-    )
-    print(
-        f"rebuilt {summary.name} (version {summary.version}): {summary.events} events in"
-        f" {summary.seconds:.1f}s ({summary.rate:,.0f} events/s),"
-        f" checkpoint {point.transaction_id}/{point.position}",
-        file=sys.stdout,
-    )
-    return summary
+            _release(read, locked)
+        for name in names:
+            _refresh_redis(settings, name, out)
+    seconds = time.monotonic() - started
+    summaries = [
+        RebuildSummary(p.name, p.version, done[p.name], seconds, point) for p in projections
+    ]
+    for summary in summaries:
+        print(
+            f"rebuilt {summary.name} (version {summary.version}): {summary.events} events in"
+            f" {summary.seconds:.1f}s ({summary.rate:,.0f} events/s),"
+            f" checkpoint {point.transaction_id}/{point.position}",
+            file=sys.stdout,
+        )
+    return summaries
 
 
-def _abandon(read: psycopg.Connection[Any], projection: Projection, previous: str) -> None:
+def _abandon(
+    read: psycopg.Connection[Any], tables: Sequence[str], previous: dict[str, str]
+) -> None:
     try:
         if read.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             read.rollback()
         with read.transaction():
-            _drop_shadows(read, projection.tables)
-            read.execute(
-                "UPDATE read.projection_state SET state = %s WHERE name = %s"
-                " AND state = 'rebuilding'",
-                (previous, projection.name),
-            )
+            _drop_shadows(read, tables)
+            for name, state in previous.items():
+                read.execute(
+                    "UPDATE read.projection_state SET state = %s WHERE name = %s"
+                    " AND state = 'rebuilding'",
+                    (state, name),
+                )
     except psycopg.Error:
         pass  # the original error is what the user needs; shadows are dropped next time
 
 
-def _refresh_redis(
-    settings: Settings, read: psycopg.Connection[Any], name: str, out: TextIO
-) -> None:
+def _refresh_redis(settings: Settings, name: str, out: TextIO) -> None:
     if not settings.redis_url:
         return
     client = sync_redis(settings.redis_url)
     try:
-        cache_refresh.reset_after_rebuild(client, read, name)
+        cache_refresh.reset_after_rebuild(client, name)
     except Exception as exc:
         out.write(f"warning: Redis not refreshed after rebuilding {name}: {exc}\n")
     finally:

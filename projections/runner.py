@@ -50,6 +50,8 @@ class BatchResult:
     seconds_behind: float = 0.0
     attempts: int = 0
     error: str | None = None
+    #: The distinct correlation ids of the events applied, in log order.
+    request_ids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,7 +197,7 @@ def run_batch(
         )
         read_conn.execute("SELECT pg_notify(%s, %s)", (CHECKPOINT_CHANNEL, projection.name))
     _refresh(redis, products, orders, cache_ttl, projection.name)
-    return BatchResult(
+    result = BatchResult(
         projection.name,
         "applied",
         events=len(batch.events),
@@ -203,7 +205,42 @@ def run_batch(
         caught_up=batch.complete,
         events_behind=behind,
         seconds_behind=seconds,
+        request_ids=request_ids(batch.events),
     )
+    if result.events:
+        log_applied(result)
+    return result
+
+
+def request_ids(events: Sequence[StoredEvent]) -> tuple[str, ...]:
+    """The distinct correlation ids of ``events``, first occurrence first."""
+    return tuple(dict.fromkeys(e.correlation_id for e in events if e.correlation_id))
+
+
+def log_applied(result: BatchResult) -> None:
+    """One INFO line per committed batch naming every request behind its events.
+
+    ``request_ids`` lists them all, so ``grep <id>`` finds the batch that applied a
+    request's events; when the batch came from one request only, ``request_id`` is set too.
+    """
+    only = result.request_ids[0] if len(result.request_ids) == 1 else None
+    token = correlation_id.set(only) if only else None
+    try:
+        log.info(
+            "event applied",
+            extra={
+                "projection": result.name,
+                "events": result.events,
+                "request_ids": list(result.request_ids),
+                "checkpoint": f"{result.checkpoint[0]}/{result.checkpoint[1]}"
+                if result.checkpoint
+                else None,
+                "events_behind": result.events_behind,
+            },
+        )
+    finally:
+        if token is not None:
+            correlation_id.reset(token)
 
 
 def _record_failure(

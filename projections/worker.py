@@ -20,6 +20,7 @@ import dramatiq
 from psycopg_pool import ConnectionPool
 
 from orderdesk.database import libpq_url
+from orderdesk.metrics import Metrics, create_metrics, start_worker_metrics_server
 from orderdesk.redis_client import sync_redis
 from orderdesk.settings import Settings
 from projections import registry
@@ -88,8 +89,9 @@ class Projector:
                 on_batch=self.on_batch,
             )
         if result.events:
-            log.info(
-                "projection %s applied %d events",
+            # The per-batch "event applied" lines (runner) carry the request ids.
+            log.debug(
+                "projection %s applied %d events in this slice",
                 name,
                 result.events,
                 extra={"projection": name, "events": result.events},
@@ -105,6 +107,37 @@ class Projector:
         """Enqueue ``project(name)`` for every projection (startup and safety net)."""
         for name in registry.PROJECTIONS:
             self.actor.send(name)
+
+
+def record_batch(metrics: Metrics, result: BatchResult) -> None:
+    """Feed one :class:`BatchResult` into the worker's projection metrics."""
+    name = result.name
+    if result.events:
+        metrics.projection_events_applied.labels(projection=name).inc(result.events)
+    if result.outcome in ("applied", "idle"):
+        metrics.projection_events_behind.labels(projection=name).set(result.events_behind)
+        metrics.projection_seconds_behind.labels(projection=name).set(result.seconds_behind)
+        metrics.set_projection_state(name, "live")
+    elif result.outcome in ("stalled", "outdated"):
+        metrics.set_projection_state(name, result.outcome)
+    # "locked": another worker ran the batch and reports it; "failed": still live, retrying.
+
+
+def _serve_metrics(settings: Settings, metrics_port: int | None) -> Metrics:
+    """The worker's registry, served on its own port (successive ports for more workers)."""
+    metrics = create_metrics("worker")
+    for name in registry.PROJECTIONS:
+        # Every series exists from the start, so a dashboard shows 0, not "no data".
+        metrics.projection_events_applied.labels(projection=name)
+        metrics.projection_events_behind.labels(projection=name)
+        metrics.projection_seconds_behind.labels(projection=name)
+    port = metrics_port if metrics_port is not None else settings.worker_metrics_port
+    try:
+        start_worker_metrics_server(metrics.registry, port)
+    except OSError as exc:
+        # Projecting matters more than being scraped: go on without the endpoint.
+        log.warning("worker metrics not served: %s", exc, extra={"port": port})
+    return metrics
 
 
 def _safety_net(projector: Projector, stop: threading.Event) -> None:
@@ -125,15 +158,22 @@ def run_worker(
 ) -> int:
     """Run the projector until SIGTERM/SIGINT (or ``stop``); returns the exit code.
 
-    ``on_batch`` receives every :class:`BatchResult` (the metrics seam).
+    ``on_batch`` receives every :class:`BatchResult` too (after the metrics do). The
+    metrics are served on ``metrics_port`` (default ``settings.worker_metrics_port``; the
+    next free port when another worker holds it, 0 for any free port).
     """
     assert settings.database_url and settings.effective_read_database_url
     broker_url = settings.effective_broker_url
     if not broker_url:
         log.error("no broker: set ORDERDESK_BROKER_URL or ORDERDESK_REDIS_URL")
         return 2
-    if metrics_port is not None:
-        log.info("metrics port %s requested; no exporter is installed yet", metrics_port)
+    metrics = _serve_metrics(settings, metrics_port)
+
+    def batch_done(result: BatchResult) -> None:
+        record_batch(metrics, result)
+        if on_batch is not None:
+            on_batch(result)
+
     broker = install_broker(broker_url)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -148,7 +188,7 @@ def run_worker(
     write_pool = _pool(settings.database_url, threads + 1, "worker-write")
     read_pool = _pool(settings.effective_read_database_url, threads + 1, "worker-read")
     redis = sync_redis(settings.redis_url) if settings.redis_url else None
-    projector = Projector(settings, write_pool, read_pool, redis, on_batch)
+    projector = Projector(settings, write_pool, read_pool, redis, batch_done)
     projector.actor = declare_project_actor(broker, projector.project)
     write_pool.open()
     read_pool.open()

@@ -9,9 +9,9 @@ import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta
 
+from orderdesk.health import operations_endpoints
 from orderdesk.http import MAX_REQUEST_ID
 from orderdesk.openapi import Operation, Parameter, build_openapi
 from query_side.consistency import MAX_WAIT_MS
@@ -40,20 +40,6 @@ Query = Annotated[str, Meta(max_length=MAX_Q)]
 def _choice(values: Any) -> Any:
     """``Literal[...]`` of ``values``: the schema's enum is the handler's own list."""
     return Literal[tuple(values)]
-
-
-class Liveness(msgspec.Struct, frozen=True):
-    """``GET /healthz``."""
-
-    status: Literal["ok"]
-
-
-class ReadinessReport(msgspec.Struct, frozen=True):
-    """``GET /readyz`` (the same body with 503 when not ready); see :mod:`orderdesk.health`."""
-
-    database: Literal["ok", "down"]
-    migrations: Literal["ok", "behind", "unknown"]
-    redis: Literal["ok", "degraded", "disabled"]
 
 
 _REQUEST_ID = Parameter(
@@ -230,27 +216,16 @@ def read_operations() -> list[Operation]:
     ]
 
 
-def operations_endpoints() -> list[Operation]:
-    """/healthz, /readyz, /metrics and /openapi.json (anonymous)."""
-    return [
-        Operation("GET", "/healthz", "200 while the process runs.", {200: Liveness}, auth="none"),
-        Operation(
-            "GET",
-            "/readyz",
-            "200 when the read database answers and is migrated; Redis down is only "
-            "degraded. 503 with the same body otherwise.",
-            {200: ReadinessReport, 503: ReadinessReport},
-            auth="none",
-        ),
-        Operation("GET", "/metrics", "Prometheus metrics (text format).", {200: None}, auth="none"),
-        Operation("GET", "/openapi.json", "This document.", {200: dict[str, Any]}, auth="none"),
-    ]
+READYZ = (
+    "200 when the read database answers and is migrated; Redis do"
+    "wn is only degraded. 503 with the same body otherwise."
+)
 
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the query API."""
     return build_openapi(
-        [*read_operations(), *operations_endpoints()],
+        [*read_operations(), *operations_endpoints(READYZ)],
         title=TITLE,
         version=VERSION,
         description="Eventually consistent reads of the projections; send a command's "

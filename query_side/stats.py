@@ -16,7 +16,11 @@ from query_side.consistency import DAILY_SALES, PRODUCTS, await_projections
 from query_side.pagination import invalid_query, parse_choice, parse_limit
 from query_side.representations import json_response
 from query_side.resources import Resources, resources, staff
-from shared_contracts.views import TOP_PRODUCTS_BY_REVENUE, TOP_PRODUCTS_BY_UNITS
+from shared_contracts.views import (
+    TOP_PRODUCTS_BY_REVENUE,
+    TOP_PRODUCTS_BY_UNITS,
+    TOP_PRODUCTS_COMPLETE,
+)
 
 TOP_DEFAULT_LIMIT = 10
 MAX_DAYS = 366
@@ -30,7 +34,6 @@ BY = {
 }
 # Set once a rebuild has put every product into both sets. A flush removes it with the
 # sets, so a set the projector has refilled with a few members only is never trusted.
-COMPLETE_MARKER = "orderdesk:top-products:complete"
 
 
 class TopProduct(msgspec.Struct, frozen=True):
@@ -57,7 +60,7 @@ async def _ranked_skus(guard: RedisGuard, key: str, limit: int) -> list[str] | N
 
     async def read() -> Any:
         async with guard.client.pipeline(transaction=False) as pipe:
-            pipe.exists(COMPLETE_MARKER)
+            pipe.exists(TOP_PRODUCTS_COMPLETE)
             pipe.zrevrange(key, 0, limit - 1)
             return await pipe.execute()
 
@@ -76,7 +79,7 @@ async def _rebuild_sets(guard: RedisGuard, rows: list[tuple[str, int, int]]) -> 
             if rows:
                 pipe.zadd(TOP_PRODUCTS_BY_UNITS, {sku: units for sku, units, _ in rows}, nx=True)
                 pipe.zadd(TOP_PRODUCTS_BY_REVENUE, {sku: rev for sku, _, rev in rows}, nx=True)
-            pipe.set(COMPLETE_MARKER, b"1")
+            pipe.set(TOP_PRODUCTS_COMPLETE, b"1")
             return await pipe.execute()
 
     await guard.call(write)

@@ -79,3 +79,6 @@ def order_cache_key(order_id: str) -> str:
 
 TOP_PRODUCTS_BY_UNITS = "orderdesk:top-products:units"
 TOP_PRODUCTS_BY_REVENUE = "orderdesk:top-products:revenue"
+# Set by the query API once it has seeded both sorted sets from product_view; a rebuild that
+# swaps product_view deletes it (and the sets) so the next read reseeds them.
+TOP_PRODUCTS_COMPLETE = "orderdesk:top-products:complete"

@@ -18,9 +18,11 @@ from projections import admin
 from projections.rebuild import RebuildError, rebuild_projection
 from projections.registry import PROJECTIONS
 from projections.runner import catch_up, run_batch
-from shared_contracts.views import TOP_PRODUCTS_BY_UNITS
+from shared_contracts.views import TOP_PRODUCTS_BY_UNITS, TOP_PRODUCTS_COMPLETE
 from tests.eventlog import Shop, append
+from tests.integration.query_rows import query_client
 from tests.integration.test_projections import check_views, fill, project_all
+from tests.support import bearer
 
 VIEWS = {
     "product_view": "sku",
@@ -102,7 +104,51 @@ def test_rebuild_under_load_reproduces_every_view(settings: Settings) -> None:
         states = conn.execute("SELECT state FROM read.projection_state").fetchall()
         assert {s[0] for s in states} == {"live"}
     client = redis.Redis.from_url(settings.redis_url or "")
-    assert client.zcard(TOP_PRODUCTS_BY_UNITS) == len(shop.products)
+    # Swapping product_view drops the leaderboards; the query API reseeds them.
+    assert client.exists(TOP_PRODUCTS_BY_UNITS, TOP_PRODUCTS_COMPLETE) == 0
+    client.close()
+
+
+def test_rebuilding_product_view_makes_the_query_api_reseed_top_products(
+    settings: Settings,
+) -> None:
+    shop = Shop(seed=5)
+    fill(settings, shop, 80)
+    project_all(settings)
+    expected = shop.expected_products()
+    ranked = sorted(expected, key=lambda sku: (-expected[sku][4], sku))
+    best, worst = ranked[0], ranked[-1]
+    staff = bearer(settings, "sam", "staff")
+    client = redis.Redis.from_url(settings.redis_url or "")
+
+    def top(api: Any) -> list[str]:
+        response = api.get("/stats/top-products?by=units&limit=1", headers=staff)
+        assert response.status_code == 200, response.text
+        return [p["sku"] for p in response.json()]
+
+    with query_client(settings) as api:
+        assert top(api) == [best]
+        assert client.exists(TOP_PRODUCTS_COMPLETE) == 1  # the query API seeded the sets
+        # More events through the live projector: absolute scores, the marker stays.
+        fill(settings, shop, 20)
+        project_all(settings)
+        assert client.exists(TOP_PRODUCTS_COMPLETE) == 1
+        expected = shop.expected_products()
+        ranked = sorted(expected, key=lambda sku: (-expected[sku][4], sku))
+        best, worst = ranked[0], ranked[-1]
+        assert expected[best][4] > expected[ranked[1]][4], "no tie for the top (fixed seed)"
+        assert top(api) == [best]
+        # A leaderboard gone wrong (say, from before the code change that asked for this
+        # rebuild) is trusted while the marker says the sets are complete ...
+        client.zadd(TOP_PRODUCTS_BY_UNITS, {worst: 10**9})
+        assert top(api) == [worst]
+        # ... and the rebuild's swap drops sets and marker, so the answer is right again.
+        rebuild_projection(settings, PROJECTIONS["product_view"], out=io.StringIO())
+        assert client.exists(TOP_PRODUCTS_COMPLETE) == 0
+        assert top(api) == [best]
+        assert client.exists(TOP_PRODUCTS_COMPLETE) == 1
+        assert client.zscore(TOP_PRODUCTS_BY_UNITS, worst) == expected[worst][4]
+    client.close()
 
 
 def test_bumping_the_version_asks_for_a_rebuild(settings: Settings) -> None:

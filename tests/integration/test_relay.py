@@ -11,11 +11,9 @@ from pathlib import Path
 import msgspec
 import redis
 
-from command_side import relay as relay_module
 from command_side.relay import run_relay
 from orderdesk.database import connect
 from orderdesk.settings import Settings
-from projections import broker as projections_broker
 from projections.registry import PROJECTIONS
 from tests.eventlog import Shop, append
 from tests.support import Process, poll_until
@@ -36,12 +34,6 @@ def _settled(client: redis.Redis) -> list[str] | None:
     time.sleep(0.15)
     second = _queued(client)
     return second if first == second and second and len(second) % 4 == 0 else None
-
-
-def test_the_relay_and_the_projectors_agree_on_the_message() -> None:
-    assert relay_module.QUEUE_NAME == projections_broker.QUEUE_NAME
-    assert relay_module.ACTOR_NAME == projections_broker.ACTOR_NAME
-    assert set(relay_module.PROJECTION_NAMES) == set(PROJECTIONS)
 
 
 def test_relay_wakes_on_commit_coalesces_polls_and_reconnects(settings: Settings) -> None:
