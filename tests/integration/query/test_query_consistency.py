@@ -4,7 +4,6 @@ woken by the projector's NOTIFY, and gives up with 503 projection-lagging."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,24 +14,9 @@ from shared_contracts.tokens import LogPoint, encode_token
 from tests.integration.query_rows import (
     add_order,
     add_product,
-    connect,
-    query_client,
     set_checkpoint,
 )
 from tests.support import bearer, poll_until
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[Any]:
-    with query_client(settings) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def conn(settings: Settings) -> Iterator[Any]:
-    assert settings.database_url is not None
-    with connect(settings.database_url) as connection:
-        yield connection
 
 
 def test_waits_until_the_projection_applies_the_write(client: Any, conn: Any) -> None:

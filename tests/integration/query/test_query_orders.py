@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from orderdesk.settings import Settings
-from tests.integration.query_rows import BASE_TIME, add_history, add_order, connect, query_client
+from tests.integration.query_rows import BASE_TIME, add_history, add_order
 from tests.support import bearer
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[Any]:
-    with query_client(settings) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def conn(settings: Settings) -> Iterator[Any]:
-    assert settings.database_url is not None
-    with connect(settings.database_url) as connection:
-        yield connection
 
 
 def test_owner_and_staff_read_an_order_with_every_field(

@@ -4,12 +4,10 @@ statistics."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import jsonschema_rs
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orderdesk.settings import Settings
@@ -18,24 +16,10 @@ from tests.integration.query_rows import (
     add_history,
     add_order,
     add_product,
-    connect,
     query_client,
     set_checkpoint,
 )
 from tests.support import bearer, free_port
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[Any]:
-    with query_client(settings) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def conn(settings: Settings) -> Iterator[Any]:
-    assert settings.database_url is not None
-    with connect(settings.database_url) as connection:
-        yield connection
 
 
 def test_healthz_and_readyz(client: Any) -> None:

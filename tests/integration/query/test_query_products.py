@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from orderdesk.settings import Settings
 from tests.integration.query_rows import add_product, connect, query_client
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[Any]:
-    with query_client(settings) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def conn(settings: Settings) -> Iterator[Any]:
-    assert settings.database_url is not None
-    with connect(settings.database_url) as connection:
-        yield connection
 
 
 def test_product_has_every_field_an_etag_and_answers_304(client: Any, conn: Any) -> None:

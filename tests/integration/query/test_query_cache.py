@@ -4,7 +4,6 @@ changes an answer (the real server is killed, not faked)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,24 +18,10 @@ from tests.integration.query_rows import (
     add_history,
     add_order,
     add_product,
-    connect,
     query_client,
     set_checkpoint,
 )
 from tests.support import bearer
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[Any]:
-    with query_client(settings) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def conn(settings: Settings) -> Iterator[Any]:
-    assert settings.database_url is not None
-    with connect(settings.database_url) as connection:
-        yield connection
 
 
 def test_a_stale_fill_never_overwrites_what_the_projector_cached(
