@@ -5,9 +5,10 @@ than fail; stock rows of an order are locked in sku order, so orders naming the 
 any order never deadlock and never oversell. Writes still carry ``AND version = <loaded>``
 as a second guard, and ``event_log``'s unique ``(stream_id, stream_version)`` a third.
 
-All writes of one command are ONE statement (:data:`command_side.save_statement.SAVE`):
-the aggregate rows and every event, whose last position is the consistency token's point.
-SQL is constant text, so psycopg prepares each statement once per connection.
+All writes of one command are ONE statement (:func:`command_side.save_statement.save_sql`,
+one text per shape of command): the aggregate rows and every event, whose last position is
+the consistency token's point. SQL texts are constant per shape, so psycopg prepares each
+once per connection.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from command_side.domain.catalog import Product
 from command_side.domain.errors import Conflict
 from command_side.domain.inventory import StockItem
 from command_side.domain.orders import Order
-from command_side.save_statement import SAVE, save_parameters
+from command_side.save_statement import save_parameters
 from command_side.unit_of_work import (
     Aggregate,
     EventMetadata,
@@ -42,6 +43,14 @@ from shared_contracts.tokens import LogPoint
 
 LOAD_PRODUCT = "SELECT name, price, status, version FROM write.products WHERE sku = %s FOR UPDATE"
 LOAD_STOCK = "SELECT on_hand, reserved, version FROM write.stock_items WHERE sku = %s FOR UPDATE"
+# An order of one line (most of them): a primary-key lookup of both rows. With ``ANY`` of
+# an array of unknown size, the generic plan seq-scans and hash-joins both tables.
+LOAD_FOR_ONE_SKU = """
+SELECT p.sku, p.name, p.price, p.status, p.version, s.on_hand, s.reserved, s.version
+FROM write.stock_items s JOIN write.products p ON p.sku = s.sku
+WHERE s.sku = %s
+FOR UPDATE OF s
+"""
 # The lock is taken row by row above the sort, i.e. in sku order: the anti-deadlock rule.
 LOAD_FOR_ORDER = """
 SELECT p.sku, p.name, p.price, p.status, p.version, s.on_hand, s.reserved, s.version
@@ -133,7 +142,10 @@ class PostgresUnitOfWork:
     async def get_for_order(
         self, skus: Sequence[str]
     ) -> tuple[dict[str, Product], dict[str, StockItem]]:
-        cur = await self.conn.execute(LOAD_FOR_ORDER, (list(skus),))
+        if len(skus) == 1:
+            cur = await self.conn.execute(LOAD_FOR_ONE_SKU, (skus[0],))
+        else:
+            cur = await self.conn.execute(LOAD_FOR_ORDER, (list(skus),))
         products: dict[str, Product] = {}
         stock: dict[str, StockItem] = {}
         for (
@@ -184,11 +196,11 @@ class PostgresUnitOfWork:
         events = pending(changed)
         if not events:
             return None
-        params, expected = save_parameters(
+        sql, params, expected = save_parameters(
             changed, self._loaded, events, _metadata_encoder.encode(self._metadata_dict())
         )
         try:
-            cur = await self.conn.execute(SAVE, params)
+            cur = await self.conn.execute(sql, params)
             row = await cur.fetchone()
         except psycopg.errors.UniqueViolation:
             # A new product collides on its key, its stock row's or its stream's version 1,

@@ -1,10 +1,18 @@
 """The single statement that saves a unit of work: every aggregate write and every event.
 
-One constant SQL text with a data-modifying CTE per kind of write; each takes its rows as
-ONE json parameter (``json_to_recordset``), empty when the command has none of that kind.
-So a command's whole save is one prepared statement and one round trip, whatever it
-changed, and the client never builds SQL nor dumps arrays element by element (psycopg does
-that in Python; msgspec encodes the JSON in C).
+A data-modifying CTE per kind of write the command actually made, with one ``VALUES`` row
+(or, for a single guarded update, a plain ``UPDATE … WHERE key = … AND version = …``) per
+changed row. So a command's whole save is one statement and one round trip, and its text
+depends only on the command's *shape* (how many rows of each kind): an order of one line
+is always the same four-part text (stock update, order, line, events), prepared once per
+connection by psycopg.
+
+Why not one constant statement for every command fed by ``json_to_recordset`` (the
+previous design)? Measured: PostgreSQL spent more on that statement than on the writes —
+starting eight sub-statements for every command, parsing the JSON, and hash-joining the
+record sets it could not size against the tables — about 3.5x the raw endpoint's CPU per
+order. Scalar parameters are dumped by psycopg's C adapters; ``VALUES`` lists have a known
+row count, so the guarded updates use the primary-key index.
 
 The sub-statements see the same snapshot and touch different rows: a command never both
 creates and updates one row. Foreign keys (stock → product, line → order) are checked at
@@ -14,9 +22,8 @@ the end of the statement, so parent and child rows may arrive together. Guarded 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
-
-import msgspec
 
 from command_side.domain.catalog import Product
 from command_side.domain.inventory import StockItem
@@ -30,72 +37,113 @@ from shared_contracts.events import (
     stream_of,
 )
 
-SAVE = """
-WITH new_products AS (
-    INSERT INTO write.products (sku, name, price, status, version)
-    SELECT r.sku, r.name, r.price, r.status, r.version
-    FROM json_to_recordset(%(new_products)s::json)
-         AS r(sku text, name text, price bigint, status text, version int)
-), new_stock AS (
-    INSERT INTO write.stock_items (sku, on_hand, reserved, version)
-    SELECT r.sku, 0, 0, 0 FROM json_to_recordset(%(new_products)s::json) AS r(sku text)
-), changed_products AS (
-    UPDATE write.products AS p
-    SET name = r.name, price = r.price, status = r.status, version = r.version
-    FROM json_to_recordset(%(products)s::json)
-         AS r(sku text, name text, price bigint, status text, version int, expected int)
-    WHERE p.sku = r.sku AND p.version = r.expected
-    RETURNING 1
-), changed_stock AS (
-    UPDATE write.stock_items AS s
-    SET on_hand = r.on_hand, reserved = r.reserved, version = r.version
-    FROM json_to_recordset(%(stock)s::json)
-         AS r(sku text, on_hand int, reserved int, version int, expected int)
-    WHERE s.sku = r.sku AND s.version = r.expected
-    RETURNING 1
-), new_orders AS (
-    INSERT INTO write.orders (id, customer_id, status, total, paid_amount, refund, version)
-    SELECT r.id, r.customer_id, r.status, r.total, r.paid_amount, r.refund, r.version
-    FROM json_to_recordset(%(new_orders)s::json)
-         AS r(id uuid, customer_id text, status text, total bigint, paid_amount bigint,
-              refund bigint, version int)
-), new_lines AS (
-    INSERT INTO write.order_lines (order_id, line_no, sku, name, quantity, unit_price)
-    SELECT r.order_id, r.line_no, r.sku, r.name, r.quantity, r.unit_price
-    FROM json_to_recordset(%(new_lines)s::json)
-         AS r(order_id uuid, line_no smallint, sku text, name text, quantity int,
-              unit_price bigint)
-), changed_orders AS (
-    UPDATE write.orders AS o
-    SET status = r.status, paid_amount = r.paid_amount, refund = r.refund, version = r.version
-    FROM json_to_recordset(%(orders)s::json)
-         AS r(id uuid, status text, paid_amount bigint, refund bigint, version int,
-              expected int)
-    WHERE o.id = r.id AND o.version = r.expected
-    RETURNING 1
-), appended AS (
-    -- Every row of a transaction has the same transaction_id, so (that id, the highest
-    -- position) is the point of the command's last event: its consistency token.
-    INSERT INTO write.event_log
-        (event_id, stream_type, stream_id, stream_version, event_type, schema_version,
-         payload, metadata)
-    SELECT gen_random_uuid(), e.stream_type, e.stream_id, e.stream_version, e.event_type,
-           e.schema_version, e.payload, %(metadata)s::jsonb
-    FROM json_to_recordset(%(events)s::json)
-         AS e(n int, stream_type text, stream_id text, stream_version int, event_type text,
-              schema_version smallint, payload jsonb)
-    ORDER BY e.n
-    RETURNING position
-)
-SELECT pg_current_xact_id()::text::bigint,
-       (SELECT max(position) FROM appended),
-       (SELECT count(*) FROM changed_products),
-       (SELECT count(*) FROM changed_stock),
-       (SELECT count(*) FROM changed_orders)
-"""
+#: One placeholder per column, each with its type: the server then needs no inference, and
+#: psycopg's choice of int2/int4/int8 for a Python int cannot change a column's type.
+_NEW_PRODUCT = "(%s::text, %s::text, %s::bigint, %s::text, %s::int)"
+_PRODUCT = "(%s::text, %s::text, %s::bigint, %s::text, %s::int, %s::int)"
+_STOCK = "(%s::text, %s::int, %s::int, %s::int, %s::int)"
+_NEW_ORDER = "(%s::uuid, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, %s::int)"
+_LINE = "(%s::uuid, %s::smallint, %s::text, %s::text, %s::int, %s::bigint)"
+_ORDER = "(%s::uuid, %s::text, %s::bigint, %s::bigint, %s::int, %s::int)"
+_EVENT = "(gen_random_uuid(), %s, %s, %s::int, %s, %s::smallint, %s::jsonb, %s::jsonb)"
 
-_encoder = msgspec.json.Encoder()
-_KINDS = ("new_products", "products", "stock", "new_orders", "new_lines", "orders", "events")
+
+def _rows(template: str, n: int) -> str:
+    return ", ".join([template] * n)
+
+
+def _guarded_update(table: str, alias: str, key: str, columns: tuple[str, ...], n: int) -> str:
+    """``UPDATE`` of ``n`` rows, each ``key, *columns, expected``, where the version matches."""
+    template = {"products": _PRODUCT, "stock_items": _STOCK, "orders": _ORDER}[table]
+    if n == 1:  # the common case: a direct primary-key lookup, no join
+        key_type, *types, expected_type = template.strip("()").split(", ")
+        sets = ", ".join(f"{c} = {t}" for c, t in zip(columns, types, strict=True))
+        return (
+            f"UPDATE write.{table} SET {sets} "
+            f"WHERE {key} = {key_type} AND version = {expected_type} RETURNING 1"
+        )
+    sets = ", ".join(f"{c} = r.{c}" for c in columns)
+    return (
+        f"UPDATE write.{table} AS {alias} SET {sets} "
+        f"FROM (VALUES {_rows(template, n)}) AS r({key}, {', '.join(columns)}, expected) "
+        f"WHERE {alias}.{key} = r.{key} AND {alias}.version = r.expected RETURNING 1"
+    )
+
+
+_PRODUCT_COLUMNS = ("name", "price", "status", "version")
+_STOCK_COLUMNS = ("on_hand", "reserved", "version")
+_ORDER_COLUMNS = ("status", "paid_amount", "refund", "version")
+
+
+@functools.lru_cache(maxsize=256)
+def save_sql(
+    new_products: int,
+    products: int,
+    stock: int,
+    new_orders: int,
+    lines: int,
+    orders: int,
+    events: int,
+) -> str:
+    """The save statement for a command that writes that many rows of each kind.
+
+    Its placeholders take, in order: new products, changed products, stock, new orders,
+    order lines, changed orders, events — see :func:`save_parameters` for each row's order
+    (a single guarded update takes its columns first, then key and expected version).
+    """
+    parts: list[str] = []
+    counts = []
+    if new_products:
+        parts.append(
+            "new_products AS (INSERT INTO write.products (sku, name, price, status, version) "
+            f"VALUES {_rows(_NEW_PRODUCT, new_products)} RETURNING sku)"
+        )
+        parts.append(
+            "new_stock AS (INSERT INTO write.stock_items (sku, on_hand, reserved, version) "
+            "SELECT sku, 0, 0, 0 FROM new_products)"
+        )
+    for name, n, table, alias, key, columns in (
+        ("changed_products", products, "products", "p", "sku", _PRODUCT_COLUMNS),
+        ("changed_stock", stock, "stock_items", "s", "sku", _STOCK_COLUMNS),
+    ):
+        if n:
+            parts.append(f"{name} AS ({_guarded_update(table, alias, key, columns, n)})")
+            counts.append(f"(SELECT count(*) FROM {name})")
+        else:
+            counts.append("0")
+    if new_orders:
+        parts.append(
+            "new_orders AS (INSERT INTO write.orders "
+            "(id, customer_id, status, total, paid_amount, refund, version) "
+            f"VALUES {_rows(_NEW_ORDER, new_orders)})"
+        )
+    if lines:
+        parts.append(
+            "new_lines AS (INSERT INTO write.order_lines "
+            "(order_id, line_no, sku, name, quantity, unit_price) "
+            f"VALUES {_rows(_LINE, lines)})"
+        )
+    if orders:
+        parts.append(
+            f"changed_orders AS ({_guarded_update('orders', 'o', 'id', _ORDER_COLUMNS, orders)})"
+        )
+        counts.append("(SELECT count(*) FROM changed_orders)")
+    else:
+        counts.append("0")
+    # Every row of a transaction has the same transaction_id, so (that id, the highest
+    # position) is the point of the command's last event: its consistency token. The rows
+    # of one VALUES list are inserted in order, so positions follow the recording order.
+    parts.append(
+        "appended AS (INSERT INTO write.event_log (event_id, stream_type, stream_id, "
+        "stream_version, event_type, schema_version, payload, metadata) "
+        f"VALUES {_rows(_EVENT, events)} RETURNING position)"
+    )
+    return (
+        "WITH "
+        + ",\n".join(parts)
+        + "\nSELECT pg_current_xact_id()::text::bigint, (SELECT max(position) FROM appended), "
+        + ", ".join(counts)
+    )
 
 
 def save_parameters(
@@ -103,80 +151,69 @@ def save_parameters(
     loaded: dict[int, int],
     events: list[tuple[Aggregate, int, Event]],
     metadata: bytes,
-) -> tuple[dict[str, Any], tuple[int, int, int]]:
-    """The parameters of :data:`SAVE` for the ``changed`` aggregates (``loaded`` maps
-    ``id(aggregate)`` to the version it was read at, 0 for new ones) and their ``events``,
+) -> tuple[str, list[Any], tuple[int, int, int]]:
+    """The save statement for the ``changed`` aggregates (``loaded`` maps ``id(aggregate)``
+    to the version it was read at, 0 for new ones) and their ``events``, its parameters,
     and how many rows its guarded product, stock and order updates must report."""
-    rows: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    new_products: list[Any] = []
+    products: list[Any] = []
+    stock: list[Any] = []
+    new_orders: list[Any] = []
+    lines: list[Any] = []
+    orders: list[Any] = []
+    counts = [0] * 7
     for a in changed:
         expected = loaded[id(a)]
         if isinstance(a, Product):
-            row = {"sku": a.sku, "name": a.name, "price": a.price, "status": a.status}
-            row["version"] = a.version
             if expected == 0:
-                rows["new_products"].append(row)
+                new_products += (a.sku, a.name, a.price, a.status, a.version)
+                counts[0] += 1
             else:
-                rows["products"].append({**row, "expected": expected})
+                products += (a.sku, a.name, a.price, a.status, a.version, expected)
+                counts[1] += 1
         elif isinstance(a, StockItem):
-            rows["stock"].append(
-                {
-                    "sku": a.sku,
-                    "on_hand": a.on_hand,
-                    "reserved": a.reserved,
-                    "version": a.version,
-                    "expected": expected,
-                }
-            )
+            stock += (a.sku, a.on_hand, a.reserved, a.version, expected)
+            counts[2] += 1
         elif isinstance(a, Order):
             if expected == 0:
-                rows["new_orders"].append(
-                    {
-                        "id": a.id,
-                        "customer_id": a.customer_id,
-                        "status": a.status,
-                        "total": a.total,
-                        "paid_amount": a.paid_amount,
-                        "refund": a.refund,
-                        "version": a.version,
-                    }
+                new_orders += (
+                    a.id,
+                    a.customer_id,
+                    a.status,
+                    a.total,
+                    a.paid_amount,
+                    a.refund,
+                    a.version,
                 )
-                rows["new_lines"].extend(
-                    {
-                        "order_id": a.id,
-                        "line_no": n,
-                        "sku": line.sku,
-                        "name": line.name,
-                        "quantity": line.quantity,
-                        "unit_price": line.unit_price,
-                    }
-                    for n, line in enumerate(a.lines, 1)
-                )
+                counts[3] += 1
+                for n, line in enumerate(a.lines, 1):
+                    lines += (a.id, n, line.sku, line.name, line.quantity, line.unit_price)
+                counts[4] += len(a.lines)
             else:
-                rows["orders"].append(
-                    {
-                        "id": a.id,
-                        "status": a.status,
-                        "paid_amount": a.paid_amount,
-                        "refund": a.refund,
-                        "version": a.version,
-                        "expected": expected,
-                    }
-                )
-    for n, (_, version, event) in enumerate(events, 1):
+                orders += (a.id, a.status, a.paid_amount, a.refund, a.version, expected)
+                counts[5] += 1
+    # A single guarded update is written key-last (``SET … WHERE key = … AND version = …``).
+    if counts[1] == 1:
+        products = products[1:5] + products[0:1] + products[5:]
+    if counts[2] == 1:
+        stock = stock[1:4] + stock[0:1] + stock[4:]
+    if counts[5] == 1:
+        orders = orders[1:5] + orders[0:1] + orders[5:]
+    meta = metadata.decode()
+    appended: list[Any] = []
+    for _, version, event in events:
         stream_type, stream_id = stream_of(event)
         event_type = event_type_of(event)
-        rows["events"].append(
-            {
-                "n": n,
-                "stream_type": stream_type,
-                "stream_id": stream_id,
-                "stream_version": version,
-                "event_type": event_type,
-                "schema_version": schema_version_of(event_type),
-                # Already JSON: embedded as is, so the log stores an object, not a string.
-                "payload": msgspec.Raw(encode_payload(event)),
-            }
+        appended += (
+            stream_type,
+            stream_id,
+            version,
+            event_type,
+            schema_version_of(event_type),
+            encode_payload(event).decode(),
+            meta,
         )
-    params: dict[str, Any] = {kind: _encoder.encode(r).decode() for kind, r in rows.items()}
-    params["metadata"] = metadata.decode()
-    return params, (len(rows["products"]), len(rows["stock"]), len(rows["orders"]))
+    counts[6] = len(events)
+    params = new_products + products + stock + new_orders + lines + orders + appended
+    sql = save_sql(*counts)
+    return sql, params, (counts[1], counts[2], counts[5])

@@ -203,3 +203,39 @@ def test_order_changes_are_saved(backend: Factory) -> None:
         assert (stock["A"].on_hand, stock["A"].reserved) == (5, 0)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("skus", [["A"], ["A", "B"]], ids=["one-line", "two-lines"])
+def test_a_stale_stock_row_fails_the_whole_order(db_url: str, skus: list[str]) -> None:
+    """The save's version guard: when a stock row is no longer at the version it was read
+    at (here bumped behind the unit of work's back, in its own transaction), the save is a
+    concurrent-modification conflict and nothing of the order is kept — also when the other
+    line's row still matches (the multi-row form of the guarded update)."""
+    url = libpq_url(db_url)
+
+    def new() -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
+        return _postgres(url)
+
+    async def scenario() -> None:
+        for sku in skus:
+            await _add(new, sku, 100, units=5)
+        order_id = "6f1c1d1e-0000-4000-8000-000000000003"
+        with pytest.raises(Conflict) as caught:
+            async with new() as uow:
+                products, stock = await uow.get_for_order(skus)
+                assert isinstance(uow, PostgresUnitOfWork)
+                await uow.conn.execute(
+                    "UPDATE write.stock_items SET version = version + 1 WHERE sku = %s",
+                    (skus[-1],),
+                )
+                order = place_order(order_id, "alice", [(s, 1) for s in skus], products, stock)
+                uow.add_order(order)
+                await uow.save()
+        assert caught.value.slug == "concurrent-modification"
+        async with new() as uow:
+            assert await uow.get_order(order_id) is None
+            _, stock = await uow.get_for_order(skus)
+            assert await uow.events_of(f"order:{order_id}") == []
+        assert [(stock[s].reserved, stock[s].version) for s in skus] == [(0, 1)] * len(skus)
+
+    run(scenario())
