@@ -39,12 +39,14 @@ LOG_EVENTS_LIMIT = 1000
 _HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 # The events committed since the last wakeup, in the projectors' gap-safe order: only
 # finished transactions (below the snapshot horizon), so none is skipped for the log.
+# ORDER BY names the table's columns (e.*): unqualified, it would bind to the bigint cast in
+# the select list, which no index covers, and every wakeup would sort the rest of the log.
 _NEW_EVENTS = """
-SELECT transaction_id::text::bigint, position, metadata->>'correlation_id'
-FROM write.event_log
-WHERE (transaction_id, position) > (%s::text::xid8, %s)
-  AND transaction_id < %s::text::xid8
-ORDER BY transaction_id, position
+SELECT e.transaction_id::text::bigint, e.position, e.metadata->>'correlation_id'
+FROM write.event_log AS e
+WHERE (e.transaction_id, e.position) > (%s::text::xid8, %s)
+  AND e.transaction_id < %s::text::xid8
+ORDER BY e.transaction_id, e.position
 LIMIT %s
 """
 

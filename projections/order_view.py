@@ -79,21 +79,42 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             change.status, change.refund = "cancelled", event.refund
             change.cancel_reason, change.cancelled_at = event.reason, stored.recorded_at
     if placed:
+        # An order placed in this batch is written ONCE with its folded later state (in a
+        # catch-up OrderPlaced and OrderPaid usually share a batch): inserting it and then
+        # updating it would write every row twice and leave a dead tuple per order.
+        folded = [(e, s, later.get(e.order_id) or _Later()) for e, s in placed]
         cur.execute(
-            f"INSERT INTO {table} (order_id, customer_id, status, lines, total, placed_at, version)"
-            " SELECT u.id, u.customer, 'placed', u.lines::jsonb, u.total, u.at, u.version"
+            f"INSERT INTO {table} (order_id, customer_id, status, lines, total, placed_at,"
+            " version, paid_amount, paid_at, shipped_at, refund, cancel_reason, cancelled_at)"
+            " SELECT u.id, u.customer, u.status, u.lines::jsonb, u.total, u.at, u.version,"
+            " u.paid_amount, u.paid_at, u.shipped_at, u.refund, u.cancel_reason, u.cancelled_at"
             " FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[], %b::timestamptz[],"
-            " %b::bigint[]) AS u(id, customer, lines, total, at, version)"
-            " ON CONFLICT (order_id) DO NOTHING",
+            " %b::bigint[], %b::text[], %b::bigint[], %b::timestamptz[], %b::timestamptz[],"
+            " %b::bigint[], %b::text[], %b::timestamptz[]) AS u(id, customer, lines, total, at,"
+            " version, status, paid_amount, paid_at, shipped_at, refund, cancel_reason,"
+            " cancelled_at) ON CONFLICT (order_id) DO NOTHING RETURNING order_id::text",
             (
-                [e.order_id for e, _ in placed],
-                [e.customer_id for e, _ in placed],
-                [_lines_json(e) for e, _ in placed],
-                [e.total for e, _ in placed],
-                [s.recorded_at for _, s in placed],
-                [s.stream_version for _, s in placed],
+                [e.order_id for e, _, _ in folded],
+                [e.customer_id for e, _, _ in folded],
+                [_lines_json(e) for e, _, _ in folded],
+                [e.total for e, _, _ in folded],
+                [s.recorded_at for _, s, _ in folded],
+                [max(s.stream_version, c.version) for _, s, c in folded],
+                [c.status or "placed" for _, _, c in folded],
+                [c.paid_amount or 0 for _, _, c in folded],
+                [c.paid_at for _, _, c in folded],
+                [c.shipped_at for _, _, c in folded],
+                [c.refund or 0 for _, _, c in folded],
+                [c.cancel_reason for _, _, c in folded],
+                [c.cancelled_at for _, _, c in folded],
             ),
         )
+        inserted = {row[0] for row in cur.fetchall()}
+        # Rows that already existed (a replayed OrderPlaced) get their later state from the
+        # UPDATE below, exactly as before; the inserted ones are complete.
+        for order_id in inserted:
+            later.pop(order_id, None)
+    changed = set(later)
     if later:
         ids = list(later)
         cur.execute(
@@ -127,7 +148,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             # An order event before its OrderPlaced cannot be shown; fail loudly (the
             # projection stalls with this error) rather than drop the change.
             raise LookupError(f"order event for an order never placed: {missing[0]}")
-    return Affected(order_ids={e.order_id for e, _ in placed} | set(later))
+    return Affected(order_ids={e.order_id for e, _ in placed} | changed)
 
 
 PROJECTION = Projection(NAME, VERSION, EVENT_TYPES, (NAME,), apply)

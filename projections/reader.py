@@ -26,15 +26,21 @@ START = LogPoint(0, 0)
 _HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 # transaction_id < horizon: every such transaction has committed or aborted, so nothing
-# can appear below the horizon later. The (transaction_id, position) index serves this.
+# can appear below the horizon later. The (transaction_id, position) index serves this as
+# one range scan that stops after ``limit`` rows. ORDER BY must name the COLUMNS
+# (``e.transaction_id``): a bare ``transaction_id`` resolves to the output column
+# ``transaction_id::text::bigint`` first, which no index provides, and PostgreSQL then
+# sorts every event after the checkpoint for each batch (O(log size) per batch; catch-up
+# of a 1M-event log took 517 s instead of about 60).
 _EVENTS = """
-SELECT transaction_id::text::bigint, position, event_id::text, stream_id, stream_version,
-       event_type, schema_version, payload::text, metadata::text, recorded_at
-FROM write.event_log
-WHERE (transaction_id, position) > (%(tx)s::text::xid8, %(pos)s)
-  AND transaction_id < %(horizon)s::text::xid8
-  AND event_type = ANY(%(types)s)
-ORDER BY transaction_id, position
+SELECT e.transaction_id::text::bigint, e.position, e.event_id::text, e.stream_id,
+       e.stream_version, e.event_type, e.schema_version, e.payload::text, e.metadata::text,
+       e.recorded_at
+FROM write.event_log AS e
+WHERE (e.transaction_id, e.position) > (%(tx)s::text::xid8, %(pos)s)
+  AND e.transaction_id < %(horizon)s::text::xid8
+  AND e.event_type = ANY(%(types)s)
+ORDER BY e.transaction_id, e.position
 LIMIT %(limit)s
 """
 
@@ -63,6 +69,9 @@ class StoredEvent:
     payload: str
     metadata_json: str
     recorded_at: dt.datetime
+    #: The decoded payload once :meth:`event` has run (events are frozen Structs, so the
+    #: projections of one batch can share it: a rebuild decodes each event once, not 4x).
+    _decoded: Event | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def point(self) -> LogPoint:
@@ -75,7 +84,11 @@ class StoredEvent:
         Decoding is left to the projections so that a payload only one projection cannot
         digest stalls that projection alone.
         """
-        return decode_payload(self.event_type, self.schema_version, self.payload)
+        if self._decoded is None:
+            decoded = decode_payload(self.event_type, self.schema_version, self.payload)
+            object.__setattr__(self, "_decoded", decoded)  # a cache, not a state change
+            return decoded
+        return self._decoded
 
     def metadata(self) -> dict[str, Any]:
         """The metadata object (correlation_id, causation_id, actor, traceparent)."""

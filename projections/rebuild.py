@@ -20,6 +20,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, TextIO
 
@@ -30,7 +31,7 @@ from orderdesk.redis_client import sync_redis
 from orderdesk.settings import Settings
 from projections import cache_refresh
 from projections.model import SHADOW_SUFFIX, Projection
-from projections.reader import START, count_after, read_batch
+from projections.reader import START, Batch, count_after, read_batch
 from projections.runner import CHECKPOINT_CHANNEL, load_state, lock_key
 from shared_contracts.tokens import LogPoint
 
@@ -203,21 +204,29 @@ def _replay(
     types = frozenset().union(*(p.event_types for p in projections))
     targets = [(p, p.shadow_tables()) for p in projections]
     read_so_far = sum(done.values())
-    while True:
+    # The next batch is read (on the write connection, by one helper thread) while this
+    # one is applied (on the read connection): reading and writing overlap, on two
+    # PostgreSQL backends, instead of taking turns. Only ``write`` is used by the thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-read") as reader:
         batch = read_batch(write, after, types, batch_size)
-        if batch.events:
-            with read.transaction() if commit_each else nullcontext(), read.cursor() as cur:
-                for projection, tables in targets:
-                    mine = [e for e in batch.events if e.event_type in projection.event_types]
-                    if mine:
-                        projection.apply(cur, mine, tables)
-                        done[projection.name] += len(mine)
-        after = batch.next_checkpoint(after)
-        read_so_far += len(batch.events)
-        if progress is not None:
-            progress.update(read_so_far)
-        if batch.complete:
-            return after
+        while True:
+            after = batch.next_checkpoint(after)
+            upcoming: Future[Batch] | None = None
+            if not batch.complete:
+                upcoming = reader.submit(read_batch, write, after, types, batch_size)
+            if batch.events:
+                with read.transaction() if commit_each else nullcontext(), read.cursor() as cur:
+                    for projection, tables in targets:
+                        mine = [e for e in batch.events if e.event_type in projection.event_types]
+                        if mine:
+                            projection.apply(cur, mine, tables)
+                            done[projection.name] += len(mine)
+            read_so_far += len(batch.events)
+            if progress is not None:
+                progress.update(read_so_far)
+            if upcoming is None:
+                return after
+            batch = upcoming.result()
 
 
 def _rebuild_locks(read: psycopg.Connection[Any], names: Sequence[str]) -> list[str]:

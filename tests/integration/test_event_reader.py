@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from orderdesk.database import connect
+from orderdesk.database import connect, libpq_url
 from projections.reader import START, read_batch
 from shared_contracts.events import EVENT_TYPES
 from shared_contracts.tokens import LogPoint
@@ -114,3 +114,24 @@ def test_old_payload_versions_are_upcast_when_read(db_url: str) -> None:
         (stored,) = read_batch(conn, START, ["StockAdjusted"], limit=10).events
         event = stored.event()
         assert (event.delta, event.reason) == (-2, "unspecified")  # type: ignore[union-attr]
+
+
+def test_reader_and_relay_walk_the_index_without_sorting_the_log(db_url: str) -> None:
+    # A query that binds ORDER BY to the select list's bigint cast sorts every event after
+    # the checkpoint on every batch (catch-up then grows with the square of the log). With
+    # sequential and bitmap scans priced out, a correct plan is a plain index range scan
+    # with no Sort node.
+    from command_side import relay
+    from projections import reader
+
+    params = {"tx": "0", "pos": 0, "horizon": str(2**40), "types": ["OrderPlaced"], "limit": 100}
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        plans = [
+            conn.execute("EXPLAIN " + reader._EVENTS, params).fetchall(),
+            conn.execute("EXPLAIN " + relay._NEW_EVENTS, ("0", 0, str(2**40), 100)).fetchall(),
+        ]
+    for plan in plans:
+        text = "\n".join(row[0] for row in plan)
+        assert "Index" in text and "Sort" not in text, text
