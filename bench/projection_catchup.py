@@ -50,7 +50,7 @@ SELECT gen_random_uuid(), e.stream_type, e.stream_id, e.version, e.type, 1, e.pa
        now() - make_interval(secs => (%(orders)s - o.i) * 2.0)
 FROM (SELECT i, 'SKU-' || (i %% {SKUS}) AS sku, (i %% 5) + 1 AS qty, 100 + (i %% {SKUS}) AS price,
              md5(i::text)::uuid AS id
-      FROM generate_series(%(lo)s, %(hi)s) AS i) AS o
+      FROM generate_series(%(lo)s::int, %(hi)s::int) AS i) AS o
 CROSS JOIN LATERAL (VALUES
   (1, 'stock', 'stock:' || o.sku, o.i / {SKUS} + 2, 'StockReserved',
    jsonb_build_object('sku', o.sku, 'quantity', o.qty, 'order_id', o.id,
