@@ -9,7 +9,6 @@ caller and never fail a batch.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -18,69 +17,20 @@ import psycopg
 
 from orderdesk.cache import SET_IF_NEWER
 from shared_contracts.views import (
+    ORDER_COLUMNS,
+    PRODUCT_COLUMNS,
     TOP_PRODUCTS_BY_REVENUE,
     TOP_PRODUCTS_BY_UNITS,
     TOP_PRODUCTS_COMPLETE,
-    OrderLineView,
     OrderView,
     ProductView,
     order_cache_key,
+    order_from_row,
     product_cache_key,
-    rfc3339,
+    product_from_row,
 )
 
 _encoder = msgspec.json.Encoder()
-
-PRODUCT_COLUMNS = (
-    "sku, name, price, status, on_hand, reserved, available, units_sold, revenue, version,"
-    " updated_at"
-)
-
-ORDER_COLUMNS = (
-    "order_id::text, customer_id, status, lines, total, paid_amount, refund, placed_at,"
-    " paid_at, shipped_at, cancelled_at, version"
-)
-
-
-def _opt(ts: dt.datetime | None) -> str | None:
-    return None if ts is None else rfc3339(ts)
-
-
-def product_from_row(row: tuple[Any, ...]) -> ProductView:
-    """A :class:`ProductView` from a row selected with :data:`PRODUCT_COLUMNS`."""
-    sku, name, price, status, on_hand, reserved, available, units, revenue, version, at = row
-    return ProductView(
-        sku=sku,
-        name=name,
-        price=price,
-        status=status,
-        on_hand=on_hand,
-        reserved=reserved,
-        available=available,
-        units_sold=units,
-        revenue=revenue,
-        version=version,
-        updated_at=rfc3339(at),
-    )
-
-
-def order_from_row(row: tuple[Any, ...]) -> OrderView:
-    """An :class:`OrderView` from a row selected with :data:`ORDER_COLUMNS`."""
-    oid, customer, status, lines, total, paid, refund, placed, paid_at, shipped, cancelled, v = row
-    return OrderView(
-        id=oid,
-        customer_id=customer,
-        status=status,
-        lines=[OrderLineView(**line) for line in lines],
-        total=total,
-        paid_amount=paid,
-        refund=refund,
-        placed_at=rfc3339(placed),
-        paid_at=_opt(paid_at),
-        shipped_at=_opt(shipped),
-        cancelled_at=_opt(cancelled),
-        version=v,
-    )
 
 
 def load_products(cur: psycopg.Cursor[Any], table: str, skus: Collection[str]) -> list[ProductView]:

@@ -26,16 +26,9 @@ from query_side.pagination import (
     parse_choice,
     parse_limit,
 )
-from query_side.representations import (
-    ORDER_COLUMNS,
-    OrderPage,
-    encoder,
-    json_response,
-    order_from_row,
-    single,
-)
+from query_side.representations import OrderPage, encoder, json_response, single
 from query_side.resources import Resources, order_reader, resources, staff
-from shared_contracts.views import order_cache_key, rfc3339
+from shared_contracts.views import ORDER_COLUMNS, order_cache_key, order_from_row, rfc3339
 
 STATUSES = ("placed", "paid", "shipped", "cancelled")
 ORDER_PRIVATE = "private, no-cache"

@@ -19,16 +19,9 @@ from query_side.pagination import (
     parse_choice,
     parse_limit,
 )
-from query_side.representations import (
-    PRODUCT_COLUMNS,
-    ProductPage,
-    encoder,
-    json_response,
-    product_from_row,
-    single,
-)
+from query_side.representations import ProductPage, encoder, json_response, single
 from query_side.resources import resources
-from shared_contracts.views import product_cache_key
+from shared_contracts.views import PRODUCT_COLUMNS, product_cache_key, product_from_row
 
 SKU = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
 STATUSES = ("active", "discontinued")
