@@ -9,7 +9,7 @@ in: request context (correlation id, latency histogram) → rate limiter → rou
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg_pool
@@ -19,7 +19,6 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
-from starlette.types import Scope
 
 from command_side.api_doc import openapi_document
 from command_side.endpoint import command_endpoint
@@ -31,32 +30,11 @@ from orderdesk.health import health_routes
 from orderdesk.http import RequestContextMiddleware, exception_handlers
 from orderdesk.metrics import Metrics, create_metrics, metrics_endpoint
 from orderdesk.openapi import openapi_route
-from orderdesk.problems import ProblemError
-from orderdesk.ratelimit import RateLimiter, RateLimitMiddleware, subject_key
+from orderdesk.ratelimit import RateLimiter, RateLimitMiddleware, scope_subject
 from orderdesk.redis_client import async_redis
 from orderdesk.settings import Settings
 
 SERVICE = "command-api"
-
-
-def rate_limit_subject(verifier: CachedVerifier) -> Callable[[Scope], str]:
-    """The limiter key of a request: its token's subject, else the client IP (a bad token
-    counts as anonymous here; the endpoint still answers it with 401)."""
-
-    def subject(scope: Scope) -> str:
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        try:
-            who = verifier.principal(header).subject
-        except ProblemError:
-            who = None
-        client = scope.get("client")
-        return subject_key(who, client[0] if client else None)
-
-    return subject
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlette:
@@ -115,7 +93,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
         routes=routes,
         middleware=[
             Middleware(RequestContextMiddleware, observe=metrics.observe_request),
-            Middleware(RateLimitMiddleware, limiter=limiter, subject=rate_limit_subject(verifier)),
+            Middleware(RateLimitMiddleware, limiter=limiter, subject=scope_subject(verifier)),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,

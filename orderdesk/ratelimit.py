@@ -21,12 +21,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orderdesk.auth import TokenVerifier
+from orderdesk.auth import Principal
 from orderdesk.metrics import Metrics
 from orderdesk.problems import ProblemError, problem_response
 from orderdesk.settings import Settings
@@ -156,7 +157,11 @@ def subject_key(subject: str | None, client_host: str | None) -> str:
     return "ip:" + (client_host or "unknown")
 
 
-def scope_subject(verifier: TokenVerifier) -> Callable[[Scope], str]:
+class _Verifier(Protocol):
+    def principal(self, authorization: str | None) -> Principal: ...
+
+
+def scope_subject(verifier: _Verifier) -> Callable[[Scope], str]:
     """A function naming the caller of a request: a bad token counts as anonymous (per IP)
     here; the endpoint still answers it with 401."""
 
