@@ -3,8 +3,8 @@
 The event log's statement trigger NOTIFYs ``orderdesk_events`` inside the writing
 transaction, so a notification arrives exactly when a batch of events commits. The relay
 LISTENs for it (polling every ``relay_poll_interval`` as a fallback for anything missed),
-coalesces a burst — it drains every pending notification and sends at most one
-``project(name)`` message per projection per wakeup, and no more often than every
+coalesces a burst — it drains every pending notification and sends one ``project("*")``
+message per wakeup (the worker sweeps every projection for it), no more often than every
 ``COALESCE_SECONDS`` — and survives database restarts by reconnecting with backoff.
 
 The relay carries no state: the projectors read the log from their own checkpoints, so a
@@ -25,7 +25,7 @@ from orderdesk.broker import make_broker, project_message
 from orderdesk.database import connect
 from orderdesk.logs import correlation_id
 from orderdesk.settings import Settings
-from shared_contracts.messages import PROJECTION_NAMES
+from shared_contracts.messages import EVERY_PROJECTION
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ LIMIT %s
 
 
 class Relay:
-    """Sends ``project(name)`` for every projection through ``broker``; counts what it did."""
+    """Sends ``project("*")`` through ``broker`` on each wakeup; counts what it did."""
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
@@ -60,11 +60,10 @@ class Relay:
         self.messages = 0
 
     def wake(self, reason: str) -> None:
-        """One wakeup: one message per projection."""
+        """One wakeup: one message, for every projection."""
         self.wakeups += 1
-        for name in PROJECTION_NAMES:
-            self.broker.enqueue(project_message(name))
-            self.messages += 1
+        self.broker.enqueue(project_message(EVERY_PROJECTION))
+        self.messages += 1
 
 
 class EventCursor:
@@ -137,6 +136,8 @@ def _send(relay: Relay, reason: str, conn: psycopg.Connection[Any], cursor: Even
         # The broker is down: the worker's own safety-net poll and the next wakeup cover it.
         log.warning("could not enqueue projector wakeups: %s", exc)
         sent = False
+    if not log.isEnabledFor(logging.INFO):
+        return  # the line below is the only reader of the events (two queries a wakeup)
     # After the messages are out, so logging never delays the projectors.
     events, request_ids = cursor.new_request_ids(conn)
     only = request_ids[0] if len(request_ids) == 1 else None
@@ -148,7 +149,7 @@ def _send(relay: Relay, reason: str, conn: psycopg.Connection[Any], cursor: Even
                 "reason": reason,
                 "events": events,
                 "request_ids": request_ids,
-                "messages": len(PROJECTION_NAMES) if sent else 0,
+                "messages": 1 if sent else 0,
             },
         )
     finally:

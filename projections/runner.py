@@ -85,7 +85,7 @@ def load_state(conn: psycopg.Connection[Any], projection: Projection) -> State:
     return State(row[0], row[1], LogPoint(row[2], row[3]), row[4])
 
 
-def _lag(write_conn: psycopg.Connection[Any], batch: Batch) -> tuple[int, float]:
+def lag(write_conn: psycopg.Connection[Any], batch: Batch) -> tuple[int, float]:
     """(events behind, seconds behind) after ``batch``; an estimate while catching up."""
     if batch.complete or not batch.events:
         return 0, 0.0
@@ -185,9 +185,9 @@ def run_batch(
                 result = _record_failure(
                     read_conn, projection, state, batch.events, done, error, max_retries
                 )
-                _refresh(redis, products, orders, cache_ttl, projection.name)
+                refresh_cache(redis, products, orders, cache_ttl, projection.name)
                 return result
-        behind, seconds = _lag(write_conn, batch)
+        behind, seconds = lag(write_conn, batch)
         read_conn.execute(
             "UPDATE read.projection_state SET checkpoint_tx = %s, checkpoint_pos = %s,"
             " events_applied = events_applied + %s, events_behind = %s, seconds_behind = %s,"
@@ -196,7 +196,7 @@ def run_batch(
             (*checkpoint, len(batch.events), behind, seconds, projection.name),
         )
         read_conn.execute("SELECT pg_notify(%s, %s)", (CHECKPOINT_CHANNEL, projection.name))
-    _refresh(redis, products, orders, cache_ttl, projection.name)
+    refresh_cache(redis, products, orders, cache_ttl, projection.name)
     result = BatchResult(
         projection.name,
         "applied",
@@ -303,7 +303,7 @@ def _record_failure(
     )
 
 
-def _refresh(
+def refresh_cache(
     redis: Any, products: list[ProductView], orders: list[OrderView], ttl: int, name: str
 ) -> None:
     if redis is None or not (products or orders):

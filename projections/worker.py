@@ -27,6 +27,8 @@ from projections import registry
 from projections.actors import declare_project_actor
 from projections.broker import install_broker
 from projections.runner import BatchResult, catch_up
+from projections.sweep import catch_up_all
+from shared_contracts.messages import EVERY_PROJECTION
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,17 @@ class Projector:
         self.redis = redis
         self.on_batch = on_batch
         self.actor: Any = None
+        # Sweeps of one process run one at a time: a second wakeup arriving mid-sweep
+        # waits and then reads what committed meanwhile, instead of finding every lock
+        # taken and coming back later.
+        self._sweeping = threading.Lock()
 
     def project(self, name: str, hop: int = 0) -> None:
-        """Catch ``name`` up for one time slice; re-enqueue when work is left."""
+        """Catch ``name`` (or every projection, for ``"*"``) up for one time slice;
+        re-enqueue when work is left."""
+        if name == EVERY_PROJECTION:
+            self.sweep(hop)
+            return
         try:
             projection = registry.get(name)
         except KeyError as exc:
@@ -103,10 +113,34 @@ class Projector:
         elif result.outcome in ("applied", "failed") and not result.caught_up:
             self.actor.send(name)
 
+    def sweep(self, hop: int) -> None:
+        """Catch every projection up together (:mod:`projections.sweep`)."""
+        with (
+            self._sweeping,
+            self.write_pool.connection() as write,
+            self.read_pool.connection() as read,
+        ):
+            results = catch_up_all(
+                list(registry.PROJECTIONS.values()),
+                write,
+                read,
+                batch_size=self.settings.projection_batch_size,
+                max_retries=self.settings.projection_max_retries,
+                redis=self.redis,
+                cache_ttl=self.settings.cache_ttl,
+                max_seconds=SLICE_SECONDS,
+                on_batch=self.on_batch,
+            )
+        if any(r.outcome in ("applied", "failed") and not r.caught_up for r in results):
+            self.actor.send(EVERY_PROJECTION)
+        elif any(r.outcome == "locked" for r in results) and hop < LOCKED_MAX_HOPS:
+            self.actor.send_with_options(
+                args=(EVERY_PROJECTION,), kwargs={"hop": hop + 1}, delay=LOCKED_RETRY_MS
+            )
+
     def wake_all(self) -> None:
-        """Enqueue ``project(name)`` for every projection (startup and safety net)."""
-        for name in registry.PROJECTIONS:
-            self.actor.send(name)
+        """Enqueue one sweep of every projection (startup and safety net)."""
+        self.actor.send(EVERY_PROJECTION)
 
 
 def record_batch(metrics: Metrics, result: BatchResult) -> None:

@@ -8,6 +8,12 @@ or a burst of them, makes one refresh task re-read all checkpoints in one query 
 the waiting requests. While anyone waits, the refresh also runs every ``poll_interval``
 as a fallback for a lost notice. A waiting request therefore never queries the database
 itself, however many are waiting.
+
+While nobody waits, a notice only marks the checkpoints stale (under a steady write load
+the projector commits a hundred batches a second, and re-reading them for no one would
+cost a query each). The cached checkpoints only ever lag, so a token they already cover
+is answered at once; otherwise the first request to find them stale refreshes them (one
+query, shared by every request that arrives meanwhile) before it decides to wait.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ class CheckpointWatcher:
         self.checkpoints: dict[str, LogPoint] = {}
         self.refreshes = 0
         self._waiters = 0
+        #: A notice arrived since the last refresh (the cached checkpoints may be behind).
+        self._stale = True
+        self._refreshing: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,6 +92,11 @@ class CheckpointWatcher:
         self._tasks = []
 
     @property
+    def stale(self) -> bool:
+        """True when a notice arrived since the last refresh (nobody needed it yet)."""
+        return self._stale
+
+    @property
     def waiting(self) -> int:
         """How many requests wait for a checkpoint right now."""
         return self._waiters
@@ -97,6 +111,10 @@ class CheckpointWatcher:
         """Wait up to ``wait_seconds`` until :meth:`reached`; the final answer."""
         if self.reached(projections, point):
             return True
+        if self._stale:
+            await self._catch_up()
+            if self.reached(projections, point):
+                return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         self._waiters += 1
@@ -113,14 +131,34 @@ class CheckpointWatcher:
         finally:
             self._waiters -= 1
 
+    async def _catch_up(self) -> None:
+        """One refresh now, shared by every request that asks while it runs; a failure
+        only leaves the checkpoints as they were (the wait and its poll go on)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._refresh_quietly())
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("cannot read projection checkpoints", extra={"error": repr(exc)})
+        finally:
+            self._refreshing = None
+
     async def refresh(self) -> None:
         """Re-read every checkpoint (one query) and wake the waiters."""
-        async with self.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT name, checkpoint_tx, checkpoint_pos FROM read.projection_state"
-                )
-            ).fetchall()
+        self._stale = False
+        try:
+            async with self.pool.connection() as conn:
+                rows = await (
+                    await conn.execute(
+                        "SELECT name, checkpoint_tx, checkpoint_pos FROM read.projection_state"
+                    )
+                ).fetchall()
+        except BaseException:
+            self._stale = True
+            raise
         self.checkpoints = {str(name): LogPoint(int(tx), int(pos)) for name, tx, pos in rows}
         self.refreshes += 1
         async with self._changed:
@@ -153,9 +191,12 @@ class CheckpointWatcher:
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    self._wake.set()  # notices may have been missed while disconnected
+                    self._stale = True  # notices may have been missed while disconnected
+                    self._wake.set()
                     async for _notice in conn.notifies():
-                        self._wake.set()
+                        self._stale = True
+                        if self._waiters:
+                            self._wake.set()
             except (psycopg.Error, OSError) as exc:
                 _stop_if_cancelled(exc)
                 log.warning("checkpoint listener disconnected", extra={"error": repr(exc)})

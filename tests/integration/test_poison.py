@@ -13,6 +13,7 @@ from orderdesk.settings import Settings
 from projections import admin
 from projections.registry import PROJECTIONS
 from projections.runner import catch_up
+from projections.sweep import catch_up_all
 from tests.eventlog import Shop, append, append_raw
 from tests.integration.test_projections import check_views
 
@@ -103,3 +104,46 @@ def test_poison_event_stalls_only_its_projection_until_retried(
         assert (result.outcome, result.caught_up) == ("applied", True)
     check_views(settings, shop)
     assert admin.status(settings, out=io.StringIO()) == 0
+
+
+def test_a_sweep_hands_a_poison_event_to_the_runner_and_the_rest_go_on(
+    settings: Settings,
+) -> None:
+    assert settings.database_url
+    shop = Shop(seed=5)
+    with connect(settings.database_url, autocommit=True) as conn:
+        for i in range(3):
+            append(conn, shop.add_product(f"S-{i}"))
+        append_raw(conn, "StockReceived", '{"sku": "S-0", "quantity": "lots"}', "stock:S-0")
+        for _ in range(10):
+            append(conn, shop.place("c2", ["S-1", "S-2"]))
+    sleeps: list[float] = []
+    with (
+        connect(settings.database_url, autocommit=True) as write,
+        connect(settings.database_url, autocommit=True) as read,
+    ):
+
+        def sweep() -> dict[str, str]:
+            results = catch_up_all(
+                list(PROJECTIONS.values()),
+                write,
+                read,
+                batch_size=100,
+                max_retries=1,
+                sleep=sleeps.append,
+            )
+            return {r.name: r.outcome for r in results}
+
+        expected = {
+            "product_view": "stalled",
+            "order_view": "applied",
+            "daily_sales": "applied",
+            "order_history": "applied",
+        }
+        assert sweep() == expected
+        assert sleeps == [0.1]  # one retry with backoff, then stalled
+        assert read.execute("SELECT count(*) FROM read.order_view").fetchone() == (10,)
+        # The next wakeup sweeps the live ones; the stalled one stays stalled.
+        append(write, shop.place("c2", ["S-1"]))
+        assert sweep()["product_view"] == "stalled"
+        assert read.execute("SELECT count(*) FROM read.order_view").fetchone() == (11,)

@@ -15,6 +15,7 @@ from orderdesk.database import connect
 from orderdesk.settings import Settings
 from projections.registry import PROJECTIONS
 from projections.runner import catch_up, lock_key, run_batch
+from projections.sweep import catch_up_all, sweep_batch
 from shared_contracts.views import (
     TOP_PRODUCTS_BY_REVENUE,
     TOP_PRODUCTS_BY_UNITS,
@@ -248,3 +249,88 @@ def test_a_projection_stored_at_an_older_version_refuses_to_run(
         assert result.outcome == "outdated"
         assert "orderdesk projections rebuild order_view" in caplog.text
         assert read.execute("SELECT count(*) FROM read.order_view").fetchone() == (0,)
+
+
+def sweep_all(settings: Settings, batch_size: int = 7) -> list[Any]:
+    """Catch every projection up the way a ``project("*")`` wakeup does."""
+    assert settings.database_url and settings.effective_read_database_url
+    client = redis.Redis.from_url(settings.redis_url or "")
+    with (
+        connect(settings.database_url, autocommit=True) as write,
+        connect(settings.effective_read_database_url, autocommit=True) as read,
+    ):
+        results = catch_up_all(
+            list(PROJECTIONS.values()),
+            write,
+            read,
+            batch_size=batch_size,
+            max_retries=0,
+            redis=client,
+            max_seconds=60,
+        )
+    client.close()
+    return results
+
+
+@pytest.mark.parametrize("separate_read_db", [False, True], ids=["one-db", "two-dbs"])
+def test_a_sweep_of_every_projection_matches_the_events(
+    settings: Settings, second_db_url: str, separate_read_db: bool
+) -> None:
+    if separate_read_db:
+        settings = dataclasses.replace(settings, read_database_url=second_db_url)
+    shop = Shop(seed=11)
+    fill(settings, shop, 60)
+    results = sweep_all(settings)
+    assert {r.name: r.outcome for r in results} == dict.fromkeys(PROJECTIONS, "applied")
+    assert all(r.caught_up for r in results)
+    check_views(settings, shop)
+    fill(settings, shop, 30)
+    sweep_all(settings, batch_size=1000)
+    sweep_all(settings)  # a duplicate wakeup finds nothing new
+    check_views(settings, shop)
+
+
+def test_a_sweep_starts_each_projection_from_its_own_checkpoint(settings: Settings) -> None:
+    shop = Shop(seed=12)
+    fill(settings, shop, 5)
+    sweep_all(settings)
+    fill(settings, shop, 20)
+    assert settings.database_url
+    with (
+        connect(settings.database_url, autocommit=True) as write,
+        connect(settings.database_url, autocommit=True) as read,
+    ):
+        # order_view runs ahead alone, then everything is swept together: the log is read
+        # from the lowest checkpoint and order_view must not apply its events twice.
+        catch_up(PROJECTIONS["order_view"], write, read, batch_size=100, max_retries=0)
+        fill(settings, shop, 10)
+        first = sweep_batch(list(PROJECTIONS.values()), write, read, batch_size=10_000)
+        by_name = {r.name: r for r in first.results}
+        assert by_name["order_view"].events < by_name["order_history"].events
+    sweep_all(settings)
+    check_views(settings, shop)
+
+
+def test_a_sweep_leaves_a_projection_another_worker_holds(settings: Settings) -> None:
+    shop = Shop(seed=13)
+    fill(settings, shop, 5)
+    sweep_all(settings)  # the state rows exist from here on
+    fill(settings, shop, 5)
+    held = PROJECTIONS["product_view"]
+    assert settings.database_url
+    with (
+        connect(settings.database_url) as holder,
+        connect(settings.database_url, autocommit=True) as write,
+        connect(settings.database_url, autocommit=True) as read,
+    ):
+        holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(held.name))
+        sweep = sweep_batch(list(PROJECTIONS.values()), write, read, batch_size=1000)
+        assert sweep.left == [held]
+        assert {r.name for r in sweep.results} == set(PROJECTIONS) - {held.name}
+        results = catch_up_all(
+            list(PROJECTIONS.values()), write, read, batch_size=1000, max_retries=0
+        )
+        assert {r.name: r.outcome for r in results}[held.name] == "locked"
+        holder.rollback()
+    sweep_all(settings)
+    check_views(settings, shop)

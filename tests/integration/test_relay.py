@@ -14,7 +14,7 @@ import redis
 from command_side.relay import run_relay
 from orderdesk.database import connect
 from orderdesk.settings import Settings
-from projections.registry import PROJECTIONS
+from shared_contracts.messages import EVERY_PROJECTION
 from tests.eventlog import Shop, append
 from tests.support import Process, poll_until
 
@@ -33,7 +33,7 @@ def _settled(client: redis.Redis) -> list[str] | None:
     first = _queued(client)
     time.sleep(0.15)
     second = _queued(client)
-    return second if first == second and second and len(second) % 4 == 0 else None
+    return second if first == second and second else None
 
 
 def test_relay_wakes_on_commit_coalesces_polls_and_reconnects(settings: Settings) -> None:
@@ -44,8 +44,8 @@ def test_relay_wakes_on_commit_coalesces_polls_and_reconnects(settings: Settings
     thread = threading.Thread(target=run_relay, args=(settings, stop), daemon=True)
     thread.start()
     try:
-        # Startup wake: one message per projection.
-        poll_until(lambda: len(_queued(client)) == 4, message="startup wakeup")
+        # Startup wake: one message, a sweep of every projection.
+        poll_until(lambda: _queued(client) == [EVERY_PROJECTION], message="startup wakeup")
         client.delete(QUEUE, QUEUE + ".msgs")
 
         shop = Shop()
@@ -54,14 +54,14 @@ def test_relay_wakes_on_commit_coalesces_polls_and_reconnects(settings: Settings
             with conn.transaction():  # one commit, one notification
                 append(conn, shop.add_product("ONE"))
             queued = poll_until(lambda: _settled(client), message="wakeup on commit")
-            assert sorted(queued) == sorted(PROJECTIONS)
+            assert queued == [EVERY_PROJECTION]
 
-            # A burst of 100 commits becomes few messages, never fewer than one per projection.
+            # A burst of 100 commits becomes few messages, each a sweep of every projection.
             client.delete(QUEUE, QUEUE + ".msgs")
             for i in range(100):
                 append(conn, shop.add_product(f"BURST-{i}"))
             burst = poll_until(lambda: _settled(client), message="burst wakeups settled")
-            assert len(burst) % 4 == 0 and len(burst) < 100 * 4 / 2, len(burst)
+            assert set(burst) == {EVERY_PROJECTION} and len(burst) < 100 / 2, len(burst)
 
             # Kill the relay's connection: it reconnects and keeps relaying.
             client.delete(QUEUE, QUEUE + ".msgs")
@@ -82,7 +82,7 @@ def test_relay_wakes_on_commit_coalesces_polls_and_reconnects(settings: Settings
             )
             client.delete(QUEUE, QUEUE + ".msgs")
             append(conn, shop.add_product("AFTER-KILL"))
-            poll_until(lambda: len(_queued(client)) >= 4, message="wakeup after reconnect")
+            poll_until(lambda: _queued(client), message="wakeup after reconnect")
     finally:
         stop.set()
         thread.join(10)
@@ -99,10 +99,10 @@ def test_relay_polls_when_notifications_are_lost(settings: Settings) -> None:
         thread = threading.Thread(target=run_relay, args=(settings, stop), daemon=True)
         thread.start()
         try:
-            poll_until(lambda: len(_queued(client)) == 4, message="startup wakeup")
+            poll_until(lambda: _queued(client) == [EVERY_PROJECTION], message="startup wakeup")
             client.delete(QUEUE, QUEUE + ".msgs")
             append(conn, Shop().add_product("SILENT"))
-            poll_until(lambda: len(_queued(client)) >= 4, message="wakeup by polling")
+            poll_until(lambda: _queued(client), message="wakeup by polling")
         finally:
             stop.set()
             thread.join(10)

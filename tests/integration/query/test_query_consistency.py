@@ -149,3 +149,24 @@ def test_shutdown_never_hangs_when_a_refresh_swallows_its_cancellation(settings:
         return elapsed
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_notices_nobody_waits_for_cost_no_query_and_a_later_token_still_sees_them(
+    client: Any, conn: Any
+) -> None:
+    watcher = client.app.state.resources.watcher
+    set_checkpoint(conn, "product_view", 10, 1)
+    headers = {"X-Consistency-Token": encode_token(LogPoint(10, 1)), "X-Wait-Ms": "0"}
+    assert client.get("/products", headers=headers).status_code == 200  # fresh from here
+    before = watcher.refreshes
+    for tx in range(11, 16):  # a projector committing batches while nobody reads
+        set_checkpoint(conn, "product_view", tx, 1)
+    poll_until(lambda: watcher.stale, message="the notices arrived")
+    # Nobody waits: the notices only mark the checkpoints stale, none is re-read.
+    with pytest.raises(AssertionError):
+        poll_until(lambda: watcher.refreshes != before, timeout=0.5)
+    # A token of the newest write answers at once, even with no time to wait: the first
+    # request that needs the stale checkpoints re-reads them, once.
+    headers["X-Consistency-Token"] = encode_token(LogPoint(15, 1))
+    assert client.get("/products", headers=headers).status_code == 200
+    assert watcher.refreshes == before + 1 and not watcher.stale
