@@ -9,6 +9,12 @@ per request; and it yields an exact ``Retry-After``. The whole check is one Lua 
 it is atomic across API replicas, and it reads the clock with Redis ``TIME`` so replicas with
 skewed clocks agree.
 
+Checks are batched: the requests that arrive while a script call is in flight go to Redis
+together in the next call, which checks each subject in turn (a subject named twice is
+counted twice). Under load a process makes one Redis round trip per batch instead of one
+per request; an idle process still answers each request after a single round trip. (All
+keys of a call must live on one Redis node: a Redis Cluster would need a hash tag.)
+
 Redis is not the system of record here: when it is down or slow (short timeout) the limiter
 lets the request through and logs a warning, at most once per ``WARN_EVERY`` seconds.
 """
@@ -39,23 +45,35 @@ TIMEOUT = 0.2
 WARN_EVERY = 30.0
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
-# KEYS[1] subject key; ARGV[1] emission interval (ms per request), ARGV[2] window (ms).
-# Returns {allowed (1/0), retry_after_ms, remaining}.
+# KEYS: one subject key per request of the batch; ARGV[1] emission interval (ms per
+# request), ARGV[2] window (ms). Returns {allowed (1/0), retry_after_ms, remaining} for
+# each key in turn, flattened.
 _GCRA = """
 local interval = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - window
-if allow_at > now then
-  return {0, math.ceil(allow_at - now), 0}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - window
+  if allow_at > now then
+    out[#out + 1] = 0
+    out[#out + 1] = math.ceil(allow_at - now)
+    out[#out + 1] = 0
+  else
+    redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+    out[#out + 1] = 1
+    out[#out + 1] = 0
+    out[#out + 1] = math.floor((window - (new_tat - now)) / interval)
+  end
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-return {1, 0, math.floor((window - (new_tat - now)) / interval)}
+return out
 """
+
+_Answer = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +106,11 @@ class RateLimiter:
         self.metrics = metrics
         self._script = redis.register_script(_GCRA)
         self._last_warning = -math.inf
+        #: Checks waiting for the next script call: (key, future of its answer).
+        self._queue: list[tuple[str, asyncio.Future[_Answer]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        #: Script calls made (each answers a whole batch).
+        self.calls = 0
 
     @classmethod
     def from_settings(
@@ -100,12 +123,13 @@ class RateLimiter:
 
     async def check(self, subject: str) -> Decision:
         """Count one request of ``subject``; allowed when under the limit or Redis is down."""
+        answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._queue.append((KEY_PREFIX + subject, answer))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_batches(), name="rate-limit-batches")
         try:
-            async with asyncio.timeout(self.timeout):
-                allowed, retry_ms, remaining = await self._script(
-                    keys=[KEY_PREFIX + subject],
-                    args=[self.window_ms / self.limit, self.window_ms],
-                )
+            async with asyncio.timeout(2 * self.timeout):  # this batch and the one ahead
+                allowed, retry_ms, remaining = await answer
         except (RedisError, OSError, TimeoutError, ValueError, TypeError) as exc:
             # ValueError/TypeError: something that is not our Redis answered (a wrong
             # server on the port, a proxy): the limiter fails open like for an outage.
@@ -118,6 +142,29 @@ class RateLimiter:
         return Decision(
             allowed=False, retry_after=max(1, math.ceil(int(retry_ms) / 1000)), remaining=0
         )
+
+    async def _send_batches(self) -> None:
+        """Send every queued check in one script call, until the queue stays empty."""
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with asyncio.timeout(self.timeout):
+                    self.calls += 1
+                    flat = await self._script(
+                        keys=[key for key, _ in batch],
+                        args=[self.window_ms / self.limit, self.window_ms],
+                    )
+                if len(flat) != 3 * len(batch):
+                    raise ValueError(f"the limiter script answered {len(flat)} values")
+            except Exception as exc:  # every waiter fails open on it (see check)
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for i, (_, answer) in enumerate(batch):
+                allowed, retry_ms, remaining = flat[3 * i : 3 * i + 3]
+                if not answer.done():  # its request may have gone (client disconnected)
+                    answer.set_result((int(allowed), int(retry_ms), int(remaining)))
 
     async def enforce(self, subject: str) -> None:
         """Like :meth:`check`, raising the 429 ``rate-limited`` problem when over the limit."""

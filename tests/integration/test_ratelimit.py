@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -150,3 +151,24 @@ def test_fails_open_with_one_warning_when_redis_is_down(
             timeout=10,
             message="limiter working again after Redis restarted",
         )
+
+
+def test_concurrent_requests_share_round_trips_and_each_one_counts(redis_url: str) -> None:
+    async def burst() -> tuple[list[bool], list[bool], int]:
+        client = async_redis(redis_url)
+        limiter = RateLimiter(client, limit=5, window=60)
+        try:
+            # 12 requests of one subject and 12 of another, all in flight at once.
+            erin, fred = await asyncio.gather(
+                asyncio.gather(*(limiter.check("sub:erin") for _ in range(12))),
+                asyncio.gather(*(limiter.check("sub:fred") for _ in range(12))),
+            )
+            return [d.allowed for d in erin], [d.allowed for d in fred], limiter.calls
+        finally:
+            await client.aclose()
+
+    erin, fred, calls = asyncio.run(burst())
+    # Exactly the limit passes for each subject, however the checks were batched ...
+    assert erin.count(True) == 5 and fred.count(True) == 5
+    # ... and 24 checks took far fewer than 24 round trips.
+    assert calls <= 3
