@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,7 +55,7 @@ class RequestContextMiddleware:
                 request_id = _valid_request_id(value)
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4's hex
         token = correlation_id.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
@@ -78,18 +78,20 @@ class RequestContextMiddleware:
                 self.observe(scope, status, elapsed)
             # One access line per request, carrying the correlation id (via the context
             # variable). Probes and scrapes are DEBUG so they do not drown the log.
-            fields = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-            }
             if status >= 500:
-                log.warning("request failed", extra=fields)
+                level, message = logging.WARNING, "request failed"
             elif scope["path"] in QUIET_PATHS:
-                log.debug("request", extra=fields)
+                level, message = logging.DEBUG, "request"
             else:
-                log.info("request", extra=fields)
+                level, message = logging.INFO, "request"
+            if log.isEnabledFor(level):
+                fields = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
+                log.log(level, message, extra=fields)
             correlation_id.reset(token)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -53,16 +53,20 @@ class Metrics:
     projection_state: Gauge
     cache_requests: Counter
     rate_limited: Counter
+    #: The labelled latency series by (route, method, status): looking a child up through
+    #: ``labels()`` validates and locks on every call, a dict lookup does not.
+    _request_series: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
         """Record one HTTP request; fits ``RequestContextMiddleware(observe=...)``."""
         method = str(scope.get("method", "OTHER")).upper()
-        self.http_request_duration.labels(
-            service=self.service,
-            route=route_template(scope),
-            method=method if method in _METHODS else "OTHER",
-            status=str(status),
-        ).observe(seconds)
+        key = (route_template(scope), method if method in _METHODS else "OTHER", status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = self.http_request_duration.labels(
+                service=self.service, route=key[0], method=key[1], status=str(status)
+            )
+        series.observe(seconds)
 
     def set_projection_state(self, projection: str, state: str) -> None:
         """Set the state gauge: 1 for ``state``, 0 for the other states of ``projection``."""

@@ -83,8 +83,10 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
     metrics = metrics or create_metrics(SERVICE)
     cache_requests = metrics.cache_requests
 
+    lookups = {result: cache_requests.labels(result=result) for result in ("hit", "miss")}
+
     def count_cache_lookup(result: str) -> None:
-        cache_requests.labels(result=result).inc()
+        lookups[result].inc()
 
     # Filled by the lifespan; /readyz reads them through getters (routes come first).
     live: dict[str, Any] = {}

@@ -111,37 +111,42 @@ class RedisGuard:
 
 
 class GetBatcher:
-    """Coalesces the cache GETs of concurrent requests into one ``MGET`` per event-loop
-    turn. Under load most of a cache hit's cost is the Redis client's per-command work
-    (pool checkout, packing, parsing); 30 requests that arrive together now share one
-    command and one round trip instead of paying for 30."""
+    """Coalesces the cache GETs of concurrent requests into one ``MGET``.
+
+    Under load most of a cache hit's cost is the Redis client's per-command work (pool
+    checkout, packing, parsing, the timeout). One ``MGET`` is in flight at a time: the
+    requests that arrive while it travels wait for the next one, which takes them all.
+    So the busier the process, the larger the batch (and the cheaper each hit), while an
+    idle process still answers a lone request after one round trip.
+    """
 
     def __init__(self, guard: RedisGuard) -> None:
         self.guard = guard
         self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
+        #: MGET commands sent (each answers a whole batch).
+        self.batches = 0
 
     async def get(self, key: str) -> bytes | None:
         """The value at ``key``; None on a miss or when Redis is unavailable."""
         if not self.guard.available:
             return None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes | None] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(key, []).append(future)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_batches(), name="cache-mget")
         return await future
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        task = asyncio.ensure_future(self._fetch(batch))
-        self._running.add(task)  # keep a reference until done
-        task.add_done_callback(self._running.discard)
+    async def _send_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            await self._fetch(batch)
 
     async def _fetch(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
         keys = list(batch)
         values: list[bytes | None] = [None] * len(keys)
         try:
+            self.batches += 1
             found = await self.guard.call(lambda: self.guard.client.mget(keys))
             if found is not None:
                 values = list(found)

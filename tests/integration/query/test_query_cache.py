@@ -122,3 +122,28 @@ def test_every_endpoint_answers_with_redis_killed_and_readyz_says_degraded(
         finally:
             embedded_valkey.start()
         assert client.get("/readyz").json()["redis"] == "ok"
+
+
+def test_concurrent_cache_reads_share_mgets_and_each_gets_its_own_value(
+    settings: Settings,
+) -> None:
+    import asyncio
+
+    from orderdesk.redis_client import async_redis
+
+    plain = redis.Redis.from_url(settings.redis_url or "")
+    plain.mset({f"batch:{i}": f"value-{i}" for i in range(10)})
+
+    async def read_all() -> tuple[list[bytes | None], int]:
+        client = async_redis(settings.redis_url or "")
+        try:
+            batcher = cache.GetBatcher(cache.RedisGuard(client))
+            keys = [f"batch:{i % 12}" for i in range(60)]  # repeats, and two missing keys
+            values = await asyncio.gather(*(batcher.get(k) for k in keys))
+            return list(values), batcher.batches
+        finally:
+            await client.aclose()
+
+    values, batches = asyncio.run(read_all())
+    assert values == [f"value-{i % 12}".encode() if i % 12 < 10 else None for i in range(60)]
+    assert batches <= 2  # 60 concurrent reads: the first MGET, then one for the rest
