@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import psycopg
 
 from projections.model import Affected, Projection, Tables
 from projections.reader import StoredEvent
+from projections.recordset import rows_json
 from shared_contracts.events import (
     OrderCancelled,
     OrderPaid,
@@ -30,24 +32,28 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
     """Insert one history row per event (the primary key makes a replay a no-op)."""
     if not events:
         return Affected()
-    decoded = [(stored, stored.event(), stored.metadata()) for stored in events]
-    order_ids: list[str] = []
-    for _, event, _ in decoded:
+    rows = []
+    for stored in events:
+        event = stored.event()
         assert isinstance(event, OrderPlaced | OrderPaid | OrderShipped | OrderCancelled)
-        order_ids.append(event.order_id)
+        meta = stored.metadata()
+        rows.append(
+            {
+                "id": event.order_id,
+                "v": stored.stream_version,
+                "t": stored.event_type,
+                "at": stored.recorded_at,
+                "actor": _text(meta.get("actor")),
+                "rid": _text(meta.get("correlation_id")),
+                "data": msgspec.Raw(encode_payload(event)),
+            }
+        )
     cur.execute(
         f"INSERT INTO {tables[NAME]} (order_id, version, event_type, at, actor, request_id, data)"
-        " SELECT * FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[],"
-        " %b::text[], %b::text[], %b::jsonb[]) ON CONFLICT DO NOTHING",
-        (
-            order_ids,
-            [s.stream_version for s, _, _ in decoded],
-            [s.event_type for s, _, _ in decoded],
-            [s.recorded_at for s, _, _ in decoded],
-            [_text(m.get("actor")) for _, _, m in decoded],
-            [_text(m.get("correlation_id")) for _, _, m in decoded],
-            [encode_payload(e).decode() for _, e, _ in decoded],
-        ),
+        " SELECT r.id, r.v, r.t, r.at, r.actor, r.rid, r.data FROM json_to_recordset(%s::json)"
+        " AS r(id uuid, v int, t text, at timestamptz, actor text, rid text, data jsonb)"
+        " ON CONFLICT DO NOTHING",
+        (rows_json(rows),),
     )
     return Affected()
 

@@ -17,6 +17,7 @@ import psycopg
 
 from projections.model import Affected, Projection, Tables
 from projections.reader import StoredEvent
+from projections.recordset import rows_json
 from shared_contracts.events import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 
 NAME = "order_view"
@@ -38,7 +39,7 @@ class _Later:
     version: int = 0
 
 
-def _lines_json(event: OrderPlaced) -> str:
+def _lines_json(event: OrderPlaced) -> bytes:
     return _encoder.encode(
         [
             {
@@ -50,7 +51,7 @@ def _lines_json(event: OrderPlaced) -> str:
             }
             for line in event.lines
         ]
-    ).decode()
+    )
 
 
 def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Tables) -> Affected:
@@ -82,32 +83,37 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
         # An order placed in this batch is written ONCE with its folded later state (in a
         # catch-up OrderPlaced and OrderPaid usually share a batch): inserting it and then
         # updating it would write every row twice and leave a dead tuple per order.
-        folded = [(e, s, later.get(e.order_id) or _Later()) for e, s in placed]
+        rows = []
+        for event, stored in placed:
+            change = later.get(event.order_id) or _Later()
+            rows.append(
+                {
+                    "id": event.order_id,
+                    "customer": event.customer_id,
+                    "lines": msgspec.Raw(_lines_json(event)),
+                    "total": event.total,
+                    "at": stored.recorded_at,
+                    "version": max(stored.stream_version, change.version),
+                    "status": change.status or "placed",
+                    "paid_amount": change.paid_amount or 0,
+                    "paid_at": change.paid_at,
+                    "shipped_at": change.shipped_at,
+                    "refund": change.refund or 0,
+                    "cancel_reason": change.cancel_reason,
+                    "cancelled_at": change.cancelled_at,
+                }
+            )
         cur.execute(
             f"INSERT INTO {table} (order_id, customer_id, status, lines, total, placed_at,"
             " version, paid_amount, paid_at, shipped_at, refund, cancel_reason, cancelled_at)"
-            " SELECT u.id, u.customer, u.status, u.lines::jsonb, u.total, u.at, u.version,"
+            " SELECT u.id, u.customer, u.status, u.lines, u.total, u.at, u.version,"
             " u.paid_amount, u.paid_at, u.shipped_at, u.refund, u.cancel_reason, u.cancelled_at"
-            " FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bigint[], %b::timestamptz[],"
-            " %b::bigint[], %b::text[], %b::bigint[], %b::timestamptz[], %b::timestamptz[],"
-            " %b::bigint[], %b::text[], %b::timestamptz[]) AS u(id, customer, lines, total, at,"
-            " version, status, paid_amount, paid_at, shipped_at, refund, cancel_reason,"
-            " cancelled_at) ON CONFLICT (order_id) DO NOTHING RETURNING order_id::text",
-            (
-                [e.order_id for e, _, _ in folded],
-                [e.customer_id for e, _, _ in folded],
-                [_lines_json(e) for e, _, _ in folded],
-                [e.total for e, _, _ in folded],
-                [s.recorded_at for _, s, _ in folded],
-                [max(s.stream_version, c.version) for _, s, c in folded],
-                [c.status or "placed" for _, _, c in folded],
-                [c.paid_amount or 0 for _, _, c in folded],
-                [c.paid_at for _, _, c in folded],
-                [c.shipped_at for _, _, c in folded],
-                [c.refund or 0 for _, _, c in folded],
-                [c.cancel_reason for _, _, c in folded],
-                [c.cancelled_at for _, _, c in folded],
-            ),
+            " FROM json_to_recordset(%s::json) AS u(id uuid, customer text, lines jsonb,"
+            " total bigint, at timestamptz, version bigint, status text, paid_amount bigint,"
+            " paid_at timestamptz, shipped_at timestamptz, refund bigint, cancel_reason text,"
+            " cancelled_at timestamptz) ON CONFLICT (order_id) DO NOTHING"
+            " RETURNING order_id::text",
+            (rows_json(rows),),
         )
         inserted = {row[0] for row in cur.fetchall()}
         # Rows that already existed (a replayed OrderPlaced) get their later state from the
@@ -116,7 +122,20 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             later.pop(order_id, None)
     changed = set(later)
     if later:
-        ids = list(later)
+        updates = [
+            {
+                "id": order_id,
+                "status": c.status,
+                "paid_amount": c.paid_amount,
+                "paid_at": c.paid_at,
+                "shipped_at": c.shipped_at,
+                "refund": c.refund,
+                "cancel_reason": c.cancel_reason,
+                "cancelled_at": c.cancelled_at,
+                "version": c.version,
+            }
+            for order_id, c in later.items()
+        ]
         cur.execute(
             f"UPDATE {table} AS o SET status = u.status,"
             " paid_amount = coalesce(u.paid_amount, o.paid_amount),"
@@ -126,24 +145,14 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             " cancel_reason = coalesce(u.cancel_reason, o.cancel_reason),"
             " cancelled_at = coalesce(u.cancelled_at, o.cancelled_at),"
             " version = greatest(o.version, u.version)"
-            " FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::timestamptz[],"
-            " %b::timestamptz[], %b::bigint[], %b::text[], %b::timestamptz[], %b::bigint[])"
-            " AS u(id, status, paid_amount, paid_at, shipped_at, refund, cancel_reason,"
-            " cancelled_at, version) WHERE o.order_id = u.id RETURNING o.order_id::text",
-            (
-                ids,
-                [later[i].status for i in ids],
-                [later[i].paid_amount for i in ids],
-                [later[i].paid_at for i in ids],
-                [later[i].shipped_at for i in ids],
-                [later[i].refund for i in ids],
-                [later[i].cancel_reason for i in ids],
-                [later[i].cancelled_at for i in ids],
-                [later[i].version for i in ids],
-            ),
+            " FROM json_to_recordset(%s::json) AS u(id uuid, status text, paid_amount bigint,"
+            " paid_at timestamptz, shipped_at timestamptz, refund bigint, cancel_reason text,"
+            " cancelled_at timestamptz, version bigint)"
+            " WHERE o.order_id = u.id RETURNING o.order_id::text",
+            (rows_json(updates),),
         )
         found = {row[0] for row in cur.fetchall()}
-        missing = [i for i in ids if i not in found]
+        missing = [i for i in later if i not in found]
         if missing:
             # An order event before its OrderPlaced cannot be shown; fail loudly (the
             # projection stalls with this error) rather than drop the change.

@@ -16,6 +16,7 @@ Any failure drops the shadow tables and leaves the live projection as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -31,7 +32,7 @@ from orderdesk.redis_client import sync_redis
 from orderdesk.settings import Settings
 from projections import cache_refresh
 from projections.model import SHADOW_SUFFIX, Projection
-from projections.reader import START, Batch, count_after, read_batch
+from projections.reader import START, Batch, StoredEvent, count_after, read_batch
 from projections.runner import CHECKPOINT_CHANNEL, load_state, lock_key
 from shared_contracts.tokens import LogPoint
 
@@ -184,9 +185,25 @@ def _drop_shadows(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
         conn.execute(f"DROP TABLE IF EXISTS read.{table}{SHADOW_SUFFIX}")
 
 
+def _apply_batch(
+    conn: psycopg.Connection[Any],
+    projection: Projection,
+    tables: dict[str, str],
+    events: Sequence[StoredEvent],
+    *,
+    commit: bool,
+) -> int:
+    """Apply the events of ``projection``'s types; how many there were."""
+    mine = [e for e in events if e.event_type in projection.event_types]
+    if mine:
+        with conn.transaction() if commit else nullcontext(), conn.cursor() as cur:
+            projection.apply(cur, mine, tables)
+    return len(mine)
+
+
 def _replay(
     write: psycopg.Connection[Any],
-    read: psycopg.Connection[Any],
+    appliers: Sequence[psycopg.Connection[Any]],
     projections: Sequence[Projection],
     after: LogPoint,
     batch_size: int,
@@ -200,14 +217,23 @@ def _replay(
     ONE pass over the log for all ``projections``: each batch is read once (the union of
     their event types) and every projection applies the events of its own types.
     ``done`` counts applied events per projection (updated in place).
+
+    The next batch is read (on ``write``, by a helper thread) while this one is applied.
+    With one connection in ``appliers`` per projection, the projections of a batch are
+    applied at the same time, each on its own connection (their shadow tables are
+    disjoint), so the server works on all of them in parallel; with a single connection
+    they are applied one after the other on it (the final catch-up inside the swap).
     """
     types = frozenset().union(*(p.event_types for p in projections))
     targets = [(p, p.shadow_tables()) for p in projections]
+    parallel = len(appliers) == len(targets) > 1
     read_so_far = sum(done.values())
-    # The next batch is read (on the write connection, by one helper thread) while this
-    # one is applied (on the read connection): reading and writing overlap, on two
-    # PostgreSQL backends, instead of taking turns. Only ``write`` is used by the thread.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-read") as reader:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-read") as reader,
+        ThreadPoolExecutor(
+            max_workers=len(targets) if parallel else 1, thread_name_prefix="rebuild-apply"
+        ) as pool,
+    ):
         batch = read_batch(write, after, types, batch_size)
         while True:
             after = batch.next_checkpoint(after)
@@ -215,12 +241,20 @@ def _replay(
             if not batch.complete:
                 upcoming = reader.submit(read_batch, write, after, types, batch_size)
             if batch.events:
-                with read.transaction() if commit_each else nullcontext(), read.cursor() as cur:
+                for stored in batch.events:  # decode once, before the threads share them
+                    stored.event()
+                if parallel:
+                    applied = [
+                        pool.submit(_apply_batch, conn, p, tables, batch.events, commit=commit_each)
+                        for conn, (p, tables) in zip(appliers, targets, strict=True)
+                    ]
+                    for (projection, _), future in zip(targets, applied, strict=True):
+                        done[projection.name] += future.result()
+                else:
                     for projection, tables in targets:
-                        mine = [e for e in batch.events if e.event_type in projection.event_types]
-                        if mine:
-                            projection.apply(cur, mine, tables)
-                            done[projection.name] += len(mine)
+                        done[projection.name] += _apply_batch(
+                            appliers[0], projection, tables, batch.events, commit=commit_each
+                        )
             read_so_far += len(batch.events)
             if progress is not None:
                 progress.update(read_so_far)
@@ -284,9 +318,17 @@ def rebuild_projections(
     try:
         write = connect(settings.database_url, autocommit=True)
         read = connect(settings.effective_read_database_url, autocommit=True)
+        # One more connection per projection beyond the first, to fill the shadows in
+        # parallel (the first projection's share goes through ``read``).
+        extra = [
+            connect(settings.effective_read_database_url, autocommit=True) for _ in projections[1:]
+        ]
     except psycopg.Error as exc:
         raise RebuildError(f"cannot connect: {exc}") from exc
-    with write, read:
+    appliers = [read, *extra]
+    with write, read, contextlib.ExitStack() as closing:
+        for conn in extra:
+            closing.enter_context(conn)
         locked = _rebuild_locks(read, names)
         with read.transaction():
             previous = {p.name: load_state(read, p).state for p in projections}
@@ -302,19 +344,19 @@ def rebuild_projections(
             types = frozenset().union(*(p.event_types for p in projections))
             progress = Progress(out, "+".join(names), count_after(write, START, types))
             point = _replay(
-                write, read, projections, START, batch_size, progress, done, commit_each=True
+                write, appliers, projections, START, batch_size, progress, done, commit_each=True
             )
             if unlogged:
                 _make_logged(read, tables)
             _create_secondary_indexes(read, indexes)
             point = _replay(
-                write, read, projections, point, batch_size, progress, done, commit_each=True
+                write, appliers, projections, point, batch_size, progress, done, commit_each=True
             )
             with read.transaction():
                 for name in names:
                     read.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(name))
                 point = _replay(
-                    write, read, projections, point, batch_size, None, done, commit_each=False
+                    write, [read], projections, point, batch_size, None, done, commit_each=False
                 )
                 _swap(read, indexes)
                 for projection in projections:
