@@ -45,12 +45,17 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
                 "at": stored.recorded_at,
                 "actor": _text(meta.get("actor")),
                 "rid": _text(meta.get("correlation_id")),
-                "data": msgspec.Raw(encode_payload(event)),
+                "data": msgspec.Raw(
+                    # As stored when it is the current shape; upcast events re-encoded.
+                    stored.payload
+                    if stored.schema_version == event.SCHEMA_VERSION
+                    else encode_payload(event)
+                ),
             }
         )
     cur.execute(
         f"INSERT INTO {tables[NAME]} (order_id, version, event_type, at, actor, request_id, data)"
-        " SELECT r.id, r.v, r.t, r.at, r.actor, r.rid, r.data FROM json_to_recordset(%s::json)"
+        " SELECT r.id, r.v, r.t, r.at, r.actor, r.rid, r.data FROM jsonb_to_recordset(%s::jsonb)"
         " AS r(id uuid, v int, t text, at timestamptz, actor text, rid text, data jsonb)"
         " ON CONFLICT DO NOTHING",
         (rows_json(rows),),

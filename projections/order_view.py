@@ -108,7 +108,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             " version, paid_amount, paid_at, shipped_at, refund, cancel_reason, cancelled_at)"
             " SELECT u.id, u.customer, u.status, u.lines, u.total, u.at, u.version,"
             " u.paid_amount, u.paid_at, u.shipped_at, u.refund, u.cancel_reason, u.cancelled_at"
-            " FROM json_to_recordset(%s::json) AS u(id uuid, customer text, lines jsonb,"
+            " FROM jsonb_to_recordset(%s::jsonb) AS u(id uuid, customer text, lines jsonb,"
             " total bigint, at timestamptz, version bigint, status text, paid_amount bigint,"
             " paid_at timestamptz, shipped_at timestamptz, refund bigint, cancel_reason text,"
             " cancelled_at timestamptz) ON CONFLICT (order_id) DO NOTHING"
@@ -145,7 +145,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             " cancel_reason = coalesce(u.cancel_reason, o.cancel_reason),"
             " cancelled_at = coalesce(u.cancelled_at, o.cancelled_at),"
             " version = greatest(o.version, u.version)"
-            " FROM json_to_recordset(%s::json) AS u(id uuid, status text, paid_amount bigint,"
+            " FROM jsonb_to_recordset(%s::jsonb) AS u(id uuid, status text, paid_amount bigint,"
             " paid_at timestamptz, shipped_at timestamptz, refund bigint, cancel_reason text,"
             " cancelled_at timestamptz, version bigint)"
             " WHERE o.order_id = u.id RETURNING o.order_id::text",

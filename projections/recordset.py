@@ -3,7 +3,7 @@
 A set-based statement needs every row of a batch as parameters. Passed as typed arrays
 (``unnest(%b::bigint[], ...)``) psycopg dumps each element of each array in Python, which
 was a fifth of a rebuild's CPU. Encoded as one JSON document, the rows cost one msgspec
-call (in C) here and one ``json_to_recordset`` (in C, on the server) there, and the
+call (in C) here and one ``jsonb_to_recordset`` (in C, on the server) there, and the
 statement text stays constant (prepared once per connection). Datetimes travel as
 RFC 3339 text, nested JSON (``msgspec.Raw``, Structs) as it is.
 """
@@ -19,5 +19,5 @@ _encoder = msgspec.json.Encoder()
 
 
 def rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``rows`` as the JSON array a ``json_to_recordset(%s::json)`` reads."""
+    """``rows`` as the JSON array a ``jsonb_to_recordset(%s::jsonb)`` reads."""
     return _encoder.encode(rows).decode()
