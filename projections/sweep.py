@@ -3,7 +3,7 @@
 Four separate batches cost four transactions, each taking its lock, loading its state,
 reading the log and writing its checkpoint: about forty round trips per wakeup, most of
 the worker's CPU under a steady write load. A sweep does the same work for every live
-projection in ONE read-database transaction: one statement takes the advisory locks and
+projection in ONE read-database transaction: one statement takes the advisory locks, one
 loads the states, the log is read once (the union of the event types, from the lowest
 checkpoint), each projection applies its own events set-based, and one statement moves
 every checkpoint and NOTIFYs the query API. Exactly-once is unchanged: rows and
@@ -41,13 +41,18 @@ from projections.runner import (
 from shared_contracts.tokens import LogPoint
 from shared_contracts.views import OrderView, ProductView
 
-# Locks are tried in the select list: a projection another worker holds comes back False.
-# (Only existing rows are locked; a first run is left to the runner, which creates them.)
+# First the locks, then (in a second statement) the states. Not in one statement: under
+# READ COMMITTED a statement's snapshot is taken before its functions run, so a state row
+# read together with the lock may predate the commit of the worker that just released
+# that lock, and its batch would be applied a second time.
+_LOCKS = """
+SELECT k.name FROM unnest(%s::text[], %s::int[]) AS k(name, key)
+WHERE pg_try_advisory_xact_lock(%s, k.key)
+"""
+# Only existing rows: a first run is left to the runner, which creates them.
 _STATES = """
-SELECT s.name, s.version, s.state, s.checkpoint_tx, s.checkpoint_pos,
-       pg_try_advisory_xact_lock(%s, k.key)
-FROM unnest(%s::text[], %s::int[]) AS k(name, key)
-JOIN read.projection_state AS s USING (name)
+SELECT name, version, state, checkpoint_tx, checkpoint_pos
+FROM read.projection_state WHERE name = ANY(%s)
 """
 
 # Every moved checkpoint in one statement, and one notice per projection to the query API.
@@ -106,13 +111,17 @@ def sweep_batch(
     orders: list[OrderView] = []
     try:
         with read_conn.transaction(), read_conn.cursor() as cur:
-            cur.execute(_STATES, (LOCK_NAMESPACE, names, [lock_key(n)[1] for n in names]))
-            found = {row[0]: row for row in cur.fetchall()}
+            cur.execute(_LOCKS, (names, [lock_key(n)[1] for n in names], LOCK_NAMESPACE))
+            locked = [row[0] for row in cur.fetchall()]
+            found = {}
+            if locked:
+                cur.execute(_STATES, (locked,))
+                found = {row[0]: row for row in cur.fetchall()}
             steps: list[_Step] = []
             left: list[Projection] = []
             for projection in projections:
                 row = found.get(projection.name)
-                if row is None or not row[5] or row[2] != "live" or row[1] != projection.version:
+                if row is None or row[2] != "live" or row[1] != projection.version:
                     left.append(projection)
                     continue
                 point = LogPoint(row[3], row[4])
