@@ -25,7 +25,7 @@ from command_side.endpoint import command_endpoint
 from command_side.principals import CachedVerifier
 from command_side.routes import command_routes
 from orderdesk.auth import TokenVerifier
-from orderdesk.database import async_pool
+from orderdesk.database import PoolRecovery, async_pool
 from orderdesk.health import health_routes
 from orderdesk.http import RequestContextMiddleware, exception_handlers
 from orderdesk.metrics import Metrics, create_metrics, metrics_endpoint
@@ -63,7 +63,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
             live["limiter"] = RateLimiter.from_settings(settings, client, metrics)
         live["pool"], live["redis"] = pool, client
         try:
-            yield {"pool": pool}
+            yield {"pool": pool, "pool_recovery": PoolRecovery(pool)}
         finally:
             live.clear()
             if client is not None:

@@ -177,7 +177,9 @@ async def _run(
                 raise ProblemError(
                     503, "busy", "The database is busy; retry.", headers={"Retry-After": "1"}
                 ) from None
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            if not isinstance(exc, psycopg_pool.PoolTimeout):
+                request.state.pool_recovery.connection_failed()
             raise ProblemError(
                 503,
                 "database-unavailable",

@@ -6,12 +6,16 @@ psycopg 3 for the application, ``postgresql+psycopg`` for SQLAlchemy/Alembic.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+log = logging.getLogger("orderdesk.database")
 
 _SCHEMES = {
     "postgresql",
@@ -68,3 +72,29 @@ def async_pool(url: str, *, size: int, name: str) -> AsyncConnectionPool:
         open=False,
         kwargs={"application_name": f"orderdesk-{name}", "autocommit": False},
     )
+
+
+class PoolRecovery:
+    """Replaces a pool's dead connections as soon as one of them is found dead.
+
+    A database restart (or a failover) breaks every pooled connection at once, but the pool
+    learns it one connection at a time, as each is handed out and fails: ``db_pool_size``
+    requests in a row would answer 503. Told of one failure, this runs ``pool.check()`` in
+    the background, which tests every idle connection and replaces the broken ones; one
+    check at a time, however many requests fail together.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._check: asyncio.Task[None] | None = None
+
+    def connection_failed(self) -> None:
+        """A connection of the pool just failed; check the others (if not already)."""
+        if self._check is None or self._check.done():
+            self._check = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.pool.check()
+        except Exception as exc:  # the next failure starts another check
+            log.warning("pool check failed", extra={"error": repr(exc)})

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+import psycopg_pool
 import redis.asyncio as aredis
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from orderdesk.auth import TokenVerifier
-from orderdesk.database import async_pool
+from orderdesk.database import PoolRecovery, async_pool
 from orderdesk.health import health_routes
 from orderdesk.http import RequestContextMiddleware, exception_handlers
 from orderdesk.metrics import Metrics, create_metrics, metrics_endpoint
@@ -33,7 +34,7 @@ from query_side import orders, products, projections_status, stats
 from query_side.api_doc import openapi_document
 from query_side.cache import CacheStats, GetBatcher, RedisGuard
 from query_side.consistency import CheckpointWatcher
-from query_side.resources import Resources
+from query_side.resources import Resources, resources
 
 log = logging.getLogger("orderdesk.query")
 
@@ -43,6 +44,8 @@ SERVICE = "query-api"
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     """The read database is down or the pool is exhausted: 503, never a 500."""
     log.warning("read database unavailable", extra={"error": repr(exc)})
+    if not isinstance(exc, psycopg_pool.PoolTimeout):
+        resources(request).pool_recovery.connection_failed()
     return problem_response(
         ProblemError(
             503,
@@ -111,6 +114,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
             watcher=watcher,
             verifier=TokenVerifier.from_settings(settings),
             stats=CacheStats(observe=count_cache_lookup),
+            pool_recovery=PoolRecovery(pool),
         )
         live["pool"], live["redis"] = pool, client
         try:

@@ -168,8 +168,11 @@ class CheckpointWatcher:
         while True:
             _stop_if_cancelled()
             if self._waiters:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    if not self._waiters:
+                        continue  # the poll is for waiters: they have all gone
             else:
                 await self._wake.wait()
             self._wake.clear()

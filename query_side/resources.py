@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
 from orderdesk.auth import Principal, TokenVerifier
+from orderdesk.database import PoolRecovery
 from orderdesk.problems import ProblemError
 from orderdesk.settings import Settings
 from query_side.cache import CacheStats, GetBatcher, RedisGuard
@@ -28,6 +29,7 @@ class Resources:
     verifier: TokenVerifier
     stats: CacheStats
     reads: GetBatcher
+    pool_recovery: PoolRecovery
 
     @property
     def cache_ttl(self) -> int:

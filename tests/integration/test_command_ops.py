@@ -13,11 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from command_side.app import create_app
+from orderdesk.database import connect
 from orderdesk.logs import JsonFormatter
 from orderdesk.metrics import Metrics, create_metrics
 from orderdesk.settings import Settings
 from tests.integration.write_side import snapshot, stock_up
-from tests.support import bearer
+from tests.support import bearer, poll_until
 
 PROBLEM = "application/problem+json"
 COMMAND_PATHS = {
@@ -225,3 +226,38 @@ def test_tokens_never_reach_the_logs(
     assert caplog.records  # the client and driver log at DEBUG: there is something to search
     secret_parts = (token.split()[1], forged.split()[1], settings.jwt_secret)
     assert not any(part in lines for part in secret_parts)
+
+
+def test_lost_database_connections_cost_one_failed_request_not_one_each(
+    settings: Settings, client: TestClient
+) -> None:
+    staff = bearer(settings, "ops", "staff")
+
+    def add(sku: str) -> int:
+        body = {"sku": sku, "name": sku, "price": 100}
+        return client.post("/products", json=body, headers=staff).status_code
+
+    assert add("POOL-0") == 201
+    assert settings.database_url
+    with connect(settings.database_url, autocommit=True) as admin:
+
+        def pool_connections() -> int:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'orderdesk-command-api'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        # The pool opens its connections in the background: wait until it has them all.
+        poll_until(lambda: pool_connections() == settings.db_pool_size, message="pool filled")
+        # What a database restart does to the API: every pooled connection dies at once.
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'orderdesk-command-api'"
+        ).fetchone()
+    assert killed is not None and killed[0] == settings.db_pool_size
+    statuses = [add(f"POOL-{i}") for i in range(1, settings.db_pool_size + 1)]
+    # The first request meets a dead connection (503, retryable) and has the pool test
+    # the others; the rest are served by fresh ones instead of failing one by one.
+    assert statuses.count(503) <= 2, statuses
+    assert statuses[-3:] == [201, 201, 201]

@@ -19,7 +19,7 @@ from tests.integration.query_rows import (
     query_client,
     set_checkpoint,
 )
-from tests.support import bearer, free_port
+from tests.support import bearer, free_port, poll_until
 
 
 def test_healthz_and_readyz(client: Any) -> None:
@@ -282,3 +282,26 @@ def test_real_responses_match_the_schemas_the_document_gives(
         assert errors == [], (url, response.status_code)
     bad = _validator(doc, "/products/{sku}", 200)
     assert not bad.is_valid({"sku": "A-1"})  # the schema is not vacuous
+
+
+def test_lost_database_connections_cost_one_failed_request_not_one_each(
+    client: Any, conn: Any, settings: Settings
+) -> None:
+    assert client.get("/products").status_code == 200
+
+    def pool_connections() -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orderdesk-query-api'"
+        ).fetchone()
+        return int(row[0])
+
+    # The pool opens its connections in the background: wait until it has them all.
+    poll_until(lambda: pool_connections() == settings.db_pool_size, message="pool filled")
+    killed = conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = 'orderdesk-query-api'"
+    ).fetchone()
+    assert killed[0] >= settings.db_pool_size  # the pool, like a database restart does
+    statuses = [client.get("/products").status_code for _ in range(settings.db_pool_size)]
+    assert statuses.count(503) <= 2, statuses
+    assert statuses[-3:] == [200, 200, 200]
