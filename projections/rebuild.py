@@ -121,7 +121,7 @@ def _create_shadows(
 ) -> dict[str, list[_Index]]:
     """Shadow tables shaped like the live ones, primary key only.
 
-    UNLOGGED while they are filled (no WAL per row); :func:`_make_logged` turns them into
+    UNLOGGED while they are filled (no WAL per row); :func:`_finish_table` turns them into
     ordinary tables before indexes are built and long before the swap.
     """
     found: dict[str, list[_Index]] = {}
@@ -145,27 +145,40 @@ def _create_shadows(
     return found
 
 
-def _make_logged(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
-    """Make the shadows crash-safe (one sequential WAL write of each table)."""
-    for table in tables:
-        conn.execute(f"ALTER TABLE read.{table}{SHADOW_SUFFIX} SET LOGGED")
-
-
-def _create_secondary_indexes(
-    conn: psycopg.Connection[Any], indexes: dict[str, list[_Index]]
+def _finish_table(
+    conn: psycopg.Connection[Any], table: str, indexes: list[_Index], *, unlogged: bool
 ) -> None:
-    for table, found in indexes.items():
-        for index in found:
-            if index.primary:
-                continue
-            prefix = f" {index.name} ON read.{table} "
-            if prefix not in index.definition:
-                raise RebuildError(f"cannot copy index definition: {index.definition}")
-            conn.execute(
-                index.definition.replace(
-                    prefix, f" {index.name}{SHADOW_SUFFIX} ON read.{table}{SHADOW_SUFFIX} ", 1
-                )
-            )
+    """Make one shadow crash-safe (one sequential WAL write of the table) and build its
+    secondary indexes (once, at the end: much faster than maintaining them row by row)."""
+    shadow = f"read.{table}{SHADOW_SUFFIX}"
+    if unlogged:
+        conn.execute(f"ALTER TABLE {shadow} SET LOGGED")
+    for index in indexes:
+        if index.primary:
+            continue
+        prefix = f" {index.name} ON read.{table} "
+        if prefix not in index.definition:
+            raise RebuildError(f"cannot copy index definition: {index.definition}")
+        conn.execute(
+            index.definition.replace(prefix, f" {index.name}{SHADOW_SUFFIX} ON {shadow} ", 1)
+        )
+
+
+def _finish_tables(
+    conns: Sequence[psycopg.Connection[Any]],
+    indexes: dict[str, list[_Index]],
+    *,
+    unlogged: bool,
+) -> None:
+    """:func:`_finish_table` for every shadow, spread over ``conns`` so the server rewrites
+    and indexes them in parallel (a psycopg connection serialises its own users)."""
+    with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="rebuild-finish") as pool:
+        finishing = [
+            pool.submit(_finish_table, conns[i % len(conns)], table, found, unlogged=unlogged)
+            for i, (table, found) in enumerate(indexes.items())
+        ]
+        for future in finishing:
+            future.result()
 
 
 def _swap(conn: psycopg.Connection[Any], indexes: dict[str, list[_Index]]) -> None:
@@ -346,9 +359,7 @@ def rebuild_projections(
             point = _replay(
                 write, appliers, projections, START, batch_size, progress, done, commit_each=True
             )
-            if unlogged:
-                _make_logged(read, tables)
-            _create_secondary_indexes(read, indexes)
+            _finish_tables(appliers, indexes, unlogged=unlogged)
             point = _replay(
                 write, appliers, projections, point, batch_size, progress, done, commit_each=True
             )
