@@ -39,6 +39,12 @@ SLICE_SECONDS = 2.0
 #: its last batch as our events commit), a bounded number of times.
 LOCKED_RETRY_MS = 150
 LOCKED_MAX_HOPS = 3
+#: How long Dramatiq's consumer may sleep when it finds the queue empty. Its idle poll
+#: backs off exponentially up to this bound (with jitter, half to all of it), and a wakeup
+#: that arrives meanwhile waits out the sleep: at 100 ms that was most of the lag's p99
+#: (commit -> visible at 200 orders/s: p99 39-67 ms; at 10 ms 25-26 ms). The price is
+#: the idle poll: ~6.5% of a core for an idle worker and ~2% for Redis, against ~2%.
+IDLE_POLL_MS = 10
 
 
 def _pool(url: str, size: int, name: str) -> ConnectionPool:
@@ -226,7 +232,7 @@ def run_worker(
     projector.actor = declare_project_actor(broker, projector.project)
     write_pool.open()
     read_pool.open()
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
     worker.start()
     log.info(
         "worker started", extra={"threads": threads, "projections": list(registry.PROJECTIONS)}
