@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orderdesk.auth import Principal
+from orderdesk.batching import RoundTripBatcher
 from orderdesk.metrics import Metrics
 from orderdesk.problems import ProblemError, problem_response
 from orderdesk.settings import Settings
@@ -106,11 +107,14 @@ class RateLimiter:
         self.metrics = metrics
         self._script = redis.register_script(_GCRA)
         self._last_warning = -math.inf
-        #: Checks waiting for the next script call: (key, future of its answer).
-        self._queue: list[tuple[str, asyncio.Future[_Answer]]] = []
-        self._sender: asyncio.Task[None] | None = None
-        #: Script calls made (each answers a whole batch).
-        self.calls = 0
+        self._batches: RoundTripBatcher[str, _Answer] = RoundTripBatcher(
+            self._check_batch, "rate-limit-checks"
+        )
+
+    @property
+    def calls(self) -> int:
+        """Script calls made so far (each answered a whole batch of checks)."""
+        return self._batches.calls
 
     @classmethod
     def from_settings(
@@ -123,13 +127,9 @@ class RateLimiter:
 
     async def check(self, subject: str) -> Decision:
         """Count one request of ``subject``; allowed when under the limit or Redis is down."""
-        answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
-        self._queue.append((KEY_PREFIX + subject, answer))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_batches(), name="rate-limit-batches")
         try:
             async with asyncio.timeout(2 * self.timeout):  # this batch and the one ahead
-                allowed, retry_ms, remaining = await answer
+                allowed, retry_ms, remaining = await self._batches.submit(KEY_PREFIX + subject)
         except (RedisError, OSError, TimeoutError, ValueError, TypeError) as exc:
             # ValueError/TypeError: something that is not our Redis answered (a wrong
             # server on the port, a proxy): the limiter fails open like for an outage.
@@ -143,28 +143,13 @@ class RateLimiter:
             allowed=False, retry_after=max(1, math.ceil(int(retry_ms) / 1000)), remaining=0
         )
 
-    async def _send_batches(self) -> None:
-        """Send every queued check in one script call, until the queue stays empty."""
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                async with asyncio.timeout(self.timeout):
-                    self.calls += 1
-                    flat = await self._script(
-                        keys=[key for key, _ in batch],
-                        args=[self.window_ms / self.limit, self.window_ms],
-                    )
-                if len(flat) != 3 * len(batch):
-                    raise ValueError(f"the limiter script answered {len(flat)} values")
-            except Exception as exc:  # every waiter fails open on it (see check)
-                for _, answer in batch:
-                    if not answer.done():
-                        answer.set_exception(exc)
-                continue
-            for i, (_, answer) in enumerate(batch):
-                allowed, retry_ms, remaining = flat[3 * i : 3 * i + 3]
-                if not answer.done():  # its request may have gone (client disconnected)
-                    answer.set_result((int(allowed), int(retry_ms), int(remaining)))
+    async def _check_batch(self, keys: list[str]) -> list[_Answer]:
+        """One script call for every key of the batch; one answer triple per key."""
+        async with asyncio.timeout(self.timeout):
+            flat = await self._script(keys=keys, args=[self.window_ms / self.limit, self.window_ms])
+        if len(flat) != 3 * len(keys):
+            raise ValueError(f"the limiter script answered {len(flat)} values")
+        return [(int(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     async def enforce(self, subject: str) -> None:
         """Like :meth:`check`, raising the 429 ``rate-limited`` problem when over the limit."""

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
+from orderdesk.batching import RoundTripBatcher
 from orderdesk.cache import set_if_newer, unpack
 
 log = logging.getLogger("orderdesk.query.cache")
@@ -111,50 +112,32 @@ class RedisGuard:
 
 
 class GetBatcher:
-    """Coalesces the cache GETs of concurrent requests into one ``MGET``.
-
-    Under load most of a cache hit's cost is the Redis client's per-command work (pool
-    checkout, packing, parsing, the timeout). One ``MGET`` is in flight at a time: the
-    requests that arrive while it travels wait for the next one, which takes them all.
-    So the busier the process, the larger the batch (and the cheaper each hit), while an
-    idle process still answers a lone request after one round trip.
-    """
+    """Coalesces the cache GETs of concurrent requests into one ``MGET``
+    (:class:`orderdesk.batching.RoundTripBatcher`: one in flight, the next takes every read
+    that arrived meanwhile, so batches grow with load)."""
 
     def __init__(self, guard: RedisGuard) -> None:
         self.guard = guard
-        self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
-        self._sender: asyncio.Task[None] | None = None
-        #: MGET commands sent (each answers a whole batch).
-        self.batches = 0
+        self._batches: RoundTripBatcher[str, bytes | None] = RoundTripBatcher(
+            self._mget, "cache-mget"
+        )
+
+    @property
+    def batches(self) -> int:
+        """``MGET`` commands sent so far (each answered a whole batch)."""
+        return self._batches.calls
 
     async def get(self, key: str) -> bytes | None:
         """The value at ``key``; None on a miss or when Redis is unavailable."""
         if not self.guard.available:
             return None
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(key, []).append(future)
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_batches(), name="cache-mget")
-        return await future
+        return await self._batches.submit(key)
 
-    async def _send_batches(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, {}
-            await self._fetch(batch)
-
-    async def _fetch(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
-        keys = list(batch)
-        values: list[bytes | None] = [None] * len(keys)
-        try:
-            self.batches += 1
-            found = await self.guard.call(lambda: self.guard.client.mget(keys))
-            if found is not None:
-                values = list(found)
-        finally:  # whatever happens, no request is left waiting
-            for key, value in zip(keys, values, strict=True):
-                for future in batch[key]:
-                    if not future.done():
-                        future.set_result(value)
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        distinct = list(dict.fromkeys(keys))
+        found = await self.guard.call(lambda: self.guard.client.mget(distinct))
+        values: dict[str, bytes | None] = dict(zip(distinct, found, strict=True)) if found else {}
+        return [values.get(key) for key in keys]
 
 
 async def cached(source: RedisGuard | GetBatcher, key: str) -> tuple[int, bytes] | None:
