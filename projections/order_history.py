@@ -36,15 +36,14 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
     for stored in events:
         event = stored.event()
         assert isinstance(event, OrderPlaced | OrderPaid | OrderShipped | OrderCancelled)
-        meta = stored.metadata()
         rows.append(
             {
                 "id": event.order_id,
                 "v": stored.stream_version,
                 "t": stored.event_type,
                 "at": stored.recorded_at,
-                "actor": _text(meta.get("actor")),
-                "rid": _text(meta.get("correlation_id")),
+                "actor": stored.actor,
+                "rid": stored.correlation_id,
                 "data": msgspec.Raw(
                     # As stored when it is the current shape; upcast events re-encoded.
                     stored.payload
@@ -61,10 +60,6 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
         (rows_json(rows),),
     )
     return Affected()
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 PROJECTION = Projection(NAME, VERSION, EVENT_TYPES, (NAME,), apply)

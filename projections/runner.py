@@ -277,7 +277,7 @@ def _record_failure(
     )
     if done:
         read_conn.execute("SELECT pg_notify(%s, %s)", (CHECKPOINT_CHANNEL, projection.name))
-    token = correlation_id.set(str(bad.metadata().get("correlation_id") or "") or None)
+    token = correlation_id.set(bad.correlation_id or None)
     try:
         log.log(
             logging.ERROR if stalled else logging.WARNING,
