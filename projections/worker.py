@@ -85,49 +85,29 @@ class Projector:
         """Catch ``name`` (or every projection, for ``"*"``) up for one time slice;
         re-enqueue when work is left."""
         if name == EVERY_PROJECTION:
-            self.sweep(hop)
-            return
-        try:
-            projection = registry.get(name)
-        except KeyError as exc:
-            log.error("ignoring message: %s", exc)  # retrying cannot help
-            return
-        with self.write_pool.connection() as write, self.read_pool.connection() as read:
-            result = catch_up(
-                projection,
-                write,
-                read,
-                batch_size=self.settings.projection_batch_size,
-                max_retries=self.settings.projection_max_retries,
-                redis=self.redis,
-                cache_ttl=self.settings.cache_ttl,
-                max_seconds=SLICE_SECONDS,
-                on_batch=self.on_batch,
-            )
-        if result.events:
-            # The per-batch "event applied" lines (runner) carry the request ids.
-            log.debug(
-                "projection %s applied %d events in this slice",
-                name,
-                result.events,
-                extra={"projection": name, "events": result.events},
-            )
-        if result.outcome == "locked" and hop < LOCKED_MAX_HOPS:
+            with self._sweeping:
+                results = self._slice(catch_up_all, list(registry.PROJECTIONS.values()))
+        else:
+            try:
+                projection = registry.get(name)
+            except KeyError as exc:
+                log.error("ignoring message: %s", exc)  # retrying cannot help
+                return
+            results = [self._slice(catch_up, projection)]
+        # The per-batch "event applied" lines (runner, sweep) carry the request ids.
+        if any(r.outcome in ("applied", "failed") and not r.caught_up for r in results):
+            self.actor.send(name)
+        elif any(r.outcome == "locked" for r in results) and hop < LOCKED_MAX_HOPS:
             self.actor.send_with_options(
                 args=(name,), kwargs={"hop": hop + 1}, delay=LOCKED_RETRY_MS
             )
-        elif result.outcome in ("applied", "failed") and not result.caught_up:
-            self.actor.send(name)
 
-    def sweep(self, hop: int) -> None:
-        """Catch every projection up together (:mod:`projections.sweep`)."""
-        with (
-            self._sweeping,
-            self.write_pool.connection() as write,
-            self.read_pool.connection() as read,
-        ):
-            results = catch_up_all(
-                list(registry.PROJECTIONS.values()),
+    def _slice(self, run: Callable[..., Any], target: Any) -> Any:
+        """``run(target, write, read, ...)`` (:func:`projections.runner.catch_up` or
+        :func:`projections.sweep.catch_up_all`) for one time slice, on pooled connections."""
+        with self.write_pool.connection() as write, self.read_pool.connection() as read:
+            return run(
+                target,
                 write,
                 read,
                 batch_size=self.settings.projection_batch_size,
@@ -136,12 +116,6 @@ class Projector:
                 cache_ttl=self.settings.cache_ttl,
                 max_seconds=SLICE_SECONDS,
                 on_batch=self.on_batch,
-            )
-        if any(r.outcome in ("applied", "failed") and not r.caught_up for r in results):
-            self.actor.send(EVERY_PROJECTION)
-        elif any(r.outcome == "locked" for r in results) and hop < LOCKED_MAX_HOPS:
-            self.actor.send_with_options(
-                args=(EVERY_PROJECTION,), kwargs={"hop": hop + 1}, delay=LOCKED_RETRY_MS
             )
 
     def wake_all(self) -> None:
