@@ -14,7 +14,7 @@ import psycopg
 
 from projections.model import Affected, Projection, Tables
 from projections.reader import StoredEvent
-from projections.recordset import rows_json
+from projections.recordset import recordset, rows_json
 from shared_contracts.events import (
     OrderCancelled,
     OrderPaid,
@@ -24,6 +24,16 @@ from shared_contracts.events import (
 )
 
 NAME = "order_history"
+#: The keys of a history row and their SQL types (see projections.recordset).
+_ROW = {
+    "id": "uuid",
+    "v": "int",
+    "t": "text",
+    "at": "timestamptz",
+    "actor": "text",
+    "rid": "text",
+    "data": "jsonb",
+}
 VERSION = 1
 EVENT_TYPES = frozenset(c.__name__ for c in (OrderPlaced, OrderPaid, OrderShipped, OrderCancelled))
 
@@ -54,8 +64,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
         )
     cur.execute(
         f"INSERT INTO {tables[NAME]} (order_id, version, event_type, at, actor, request_id, data)"
-        " SELECT r.id, r.v, r.t, r.at, r.actor, r.rid, r.data FROM jsonb_to_recordset(%s::jsonb)"
-        " AS r(id uuid, v int, t text, at timestamptz, actor text, rid text, data jsonb)"
+        f" SELECT r.id, r.v, r.t, r.at, r.actor, r.rid, r.data FROM {recordset('r', _ROW)}"
         " ON CONFLICT DO NOTHING",
         (rows_json(rows),),
     )

@@ -17,7 +17,7 @@ import psycopg
 
 from projections.model import Affected, Projection, Tables
 from projections.reader import StoredEvent
-from projections.recordset import rows_json
+from projections.recordset import recordset, rows_json
 from shared_contracts.events import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 
 NAME = "order_view"
@@ -25,6 +25,38 @@ VERSION = 1
 EVENT_TYPES = frozenset(c.__name__ for c in (OrderPlaced, OrderPaid, OrderShipped, OrderCancelled))
 
 _encoder = msgspec.json.Encoder()
+
+#: The keys of an inserted order row and their SQL types (see projections.recordset).
+_PLACED = {
+    "id": "uuid",
+    "customer": "text",
+    "lines": "jsonb",
+    "total": "bigint",
+    "at": "timestamptz",
+    "version": "bigint",
+    "status": "text",
+    "paid_amount": "bigint",
+    "paid_at": "timestamptz",
+    "shipped_at": "timestamptz",
+    "refund": "bigint",
+    "cancel_reason": "text",
+    "cancelled_at": "timestamptz",
+}
+#: The keys of an order's folded later state.
+_LATER = {
+    key: _PLACED[key]
+    for key in (
+        "id",
+        "status",
+        "paid_amount",
+        "paid_at",
+        "shipped_at",
+        "refund",
+        "cancel_reason",
+        "cancelled_at",
+        "version",
+    )
+}
 
 
 @dataclasses.dataclass(slots=True)
@@ -108,10 +140,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             " version, paid_amount, paid_at, shipped_at, refund, cancel_reason, cancelled_at)"
             " SELECT u.id, u.customer, u.status, u.lines, u.total, u.at, u.version,"
             " u.paid_amount, u.paid_at, u.shipped_at, u.refund, u.cancel_reason, u.cancelled_at"
-            " FROM jsonb_to_recordset(%s::jsonb) AS u(id uuid, customer text, lines jsonb,"
-            " total bigint, at timestamptz, version bigint, status text, paid_amount bigint,"
-            " paid_at timestamptz, shipped_at timestamptz, refund bigint, cancel_reason text,"
-            " cancelled_at timestamptz) ON CONFLICT (order_id) DO NOTHING"
+            f" FROM {recordset('u', _PLACED)} ON CONFLICT (order_id) DO NOTHING"
             " RETURNING order_id::text",
             (rows_json(rows),),
         )
@@ -145,10 +174,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             " cancel_reason = coalesce(u.cancel_reason, o.cancel_reason),"
             " cancelled_at = coalesce(u.cancelled_at, o.cancelled_at),"
             " version = greatest(o.version, u.version)"
-            " FROM jsonb_to_recordset(%s::jsonb) AS u(id uuid, status text, paid_amount bigint,"
-            " paid_at timestamptz, shipped_at timestamptz, refund bigint, cancel_reason text,"
-            " cancelled_at timestamptz, version bigint)"
-            " WHERE o.order_id = u.id RETURNING o.order_id::text",
+            f" FROM {recordset('u', _LATER)} WHERE o.order_id = u.id RETURNING o.order_id::text",
             (rows_json(updates),),
         )
         found = {row[0] for row in cur.fetchall()}

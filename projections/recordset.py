@@ -18,6 +18,14 @@ import msgspec
 _encoder = msgspec.json.Encoder()
 
 
+def recordset(alias: str, columns: Mapping[str, str]) -> str:
+    """The FROM item that reads a :func:`rows_json` parameter: ``jsonb_to_recordset(%s::jsonb)
+    AS alias(key type, ...)``, declared from one mapping of row key to SQL type so the
+    statement and the rows it reads cannot drift apart."""
+    declared = ", ".join(f"{name} {sql_type}" for name, sql_type in columns.items())
+    return f"jsonb_to_recordset(%s::jsonb) AS {alias}({declared})"
+
+
 def rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
     """``rows`` as the JSON array a ``jsonb_to_recordset(%s::jsonb)`` reads."""
     return _encoder.encode(rows).decode()
