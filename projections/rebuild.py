@@ -364,7 +364,6 @@ def rebuild_projections(
                 write, appliers, projections, point, batch_size, progress, done, commit_each=True
             )
             with read.transaction():
-                read.execute("SET LOCAL synchronous_commit TO on")
                 for name in names:
                     read.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(name))
                 point = _replay(
