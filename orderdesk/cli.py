@@ -18,6 +18,7 @@ def _serve(app_factory: str, settings: Settings, host: str, port: int, process: 
 
     import uvicorn
 
+    from orderdesk import heap
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
 
@@ -25,6 +26,7 @@ def _serve(app_factory: str, settings: Settings, host: str, port: int, process: 
     module_name, _, func_name = app_factory.partition(":")
     with runtime_servers(settings) as resolved:
         app = getattr(importlib.import_module(module_name), func_name)(resolved)
+        heap.settle()
         uvicorn.run(
             app,
             host=host,
@@ -77,22 +79,26 @@ def cmd_query_api(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from command_side.relay import run_relay
+    from orderdesk import heap
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
 
     configure_logging("relay", settings.log_level, settings.log_format)
     with runtime_servers(settings) as resolved:
+        heap.settle()
         run_relay(resolved)
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from orderdesk import heap
     from orderdesk.logs import configure_logging
     from orderdesk.servers import runtime_servers
     from projections.worker import run_worker
 
     configure_logging("worker", settings.log_level, settings.log_format)
     with runtime_servers(settings) as resolved:
+        heap.settle()
         return run_worker(resolved, threads=args.threads, metrics_port=args.metrics_port)
 
 

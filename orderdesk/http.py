@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -55,7 +55,10 @@ class RequestContextMiddleware:
                 request_id = _valid_request_id(value)
                 break
         if request_id is None:
-            request_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4's hex
+            # 32 hex digits, like a uuid4's hex. Not os.urandom: one system call per request
+            # showed as ~8% of a cached GET's CPU, and a correlation id needs uniqueness,
+            # not secrecy.
+            request_id = f"{random.getrandbits(128):032x}"
         token = correlation_id.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
