@@ -15,16 +15,19 @@ from msgspec import Meta
 
 from orderdesk.problems import ErrorItem, ProblemError, validation_error
 
+# Free text may hold anything but NUL, which PostgreSQL text and jsonb cannot store.
+NO_NUL = r"^[^\x00]*$"
+
 Sku = Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", description="product code")]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Price = Annotated[int, Meta(ge=1, le=1_000_000_000, description="minor units (cents)")]
 Receipt = Annotated[int, Meta(ge=1, le=1_000_000)]
 Delta = Annotated[int, Meta(ge=-1_000_000, le=1_000_000, description="non-zero")]
-Reason = Annotated[str, Meta(min_length=1, max_length=200)]
-Reference = Annotated[str, Meta(max_length=100)]
-CancelReason = Annotated[str, Meta(max_length=200)]
+Reason = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Reference = Annotated[str, Meta(max_length=100, pattern=NO_NUL)]
+CancelReason = Annotated[str, Meta(max_length=200, pattern=NO_NUL)]
 LineQuantity = Annotated[int, Meta(ge=1, le=1000)]
-CustomerId = Annotated[str, Meta(min_length=1, max_length=64)]
+CustomerId = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 Amount = Annotated[int, Meta(ge=0, le=2**53)]
 
 

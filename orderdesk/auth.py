@@ -79,6 +79,7 @@ class TokenVerifier:
         if (
             not isinstance(subject, str)
             or not 1 <= len(subject) <= 64
+            or "\x00" in subject  # stored as text and jsonb, which cannot hold NUL
             or not isinstance(roles, list)
             or not all(isinstance(r, str) for r in roles)
         ):

@@ -212,6 +212,8 @@ async def customer_orders(request: Request) -> Response:
     res = resources(request)
     who = order_reader(request, res)
     customer_id: str = request.path_params["customer_id"]
+    if "\x00" in customer_id:  # no customer id holds NUL, and PostgreSQL text cannot
+        raise ProblemError(404, "not-found", "No such customer.")
     if not who.is_staff and who.subject != customer_id:
         raise ProblemError(403, "forbidden", "Customers may only list their own orders.")
     return await _page(request, res, customer_id)

@@ -112,4 +112,6 @@ def decode_cursor(raw: str | None, query: str, types: Sequence[type]) -> list[An
         # bool is an int subclass in Python; a cursor never carries one.
         if not isinstance(value, type_) or isinstance(value, bool):
             raise _bad_cursor("The cursor is not one this API issued.")
+        if isinstance(value, str) and "\x00" in value:  # never issued; PostgreSQL refuses it
+            raise _bad_cursor("The cursor is not one this API issued.")
     return key

@@ -100,6 +100,8 @@ async def list_products(request: Request) -> Response:
     q = params.get("q", "")
     if len(q) > MAX_Q:
         raise invalid_query("q", f"At most {MAX_Q} characters.")
+    if "\x00" in q:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
+        raise invalid_query("q", "Must not contain NUL characters.")
     in_stock_raw = params.get("in_stock")
     in_stock: bool | None = None
     if in_stock_raw:

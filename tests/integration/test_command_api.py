@@ -431,6 +431,18 @@ def test_body_errors(client: TestClient, settings: Settings, staff: dict[str, st
         headers=staff,
     )
     assert problem["errors"][0]["loc"] == ["body", "sku"]
+    # PostgreSQL text and jsonb cannot hold NUL: refused as invalid, never a 500.
+    problem = assert_rejected(
+        client,
+        settings,
+        "POST",
+        "/products",
+        422,
+        "validation",
+        json={"sku": "NUL-1", "name": "a\x00b", "price": 1},
+        headers=staff,
+    )
+    assert problem["errors"][0]["loc"] == ["body", "name"]
     problem = assert_rejected(
         client,
         settings,

@@ -56,6 +56,7 @@ def test_admin_counts_as_staff() -> None:
         ),
         _header({"roles": ["staff"], "exp": time.time() + 60}),  # no sub
         _header({"sub": "x" * 65, "roles": ["staff"], "exp": time.time() + 60}),
+        _header({"sub": "a\x00b", "roles": ["staff"], "exp": time.time() + 60}),  # NUL
         _header({"sub": "a", "roles": "staff", "exp": time.time() + 60}),
     ],
 )

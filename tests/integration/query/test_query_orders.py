@@ -225,3 +225,12 @@ def test_history_owner_is_known_before_order_view_catches_up(
     assert ok.status_code == 200 and len(ok.json()) == 1
     other = client.get(f"/orders/{order_id}/history", headers=bearer(settings, "bob", "customer"))
     assert other.status_code == 404
+
+
+def test_a_customer_id_with_a_nul_byte_is_a_404_not_a_server_error(
+    client: Any, settings: Settings
+) -> None:
+    staff = bearer(settings, "sam", "staff")
+    response = client.get("/customers/al%00ice/orders", headers=staff)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"

@@ -147,6 +147,7 @@ def test_pages_never_repeat_or_drop_rows_while_inserts_happen(client: Any, conn:
         "status=gone",
         "in_stock=maybe",
         "q=" + "x" * 201,
+        "q=a%00b",  # PostgreSQL text cannot hold NUL: a 422, not a 500
     ],
 )
 def test_bad_query_values_are_422_naming_the_parameter(client: Any, query: str) -> None:
@@ -158,11 +159,22 @@ def test_bad_query_values_are_422_naming_the_parameter(client: Any, query: str) 
     assert body["errors"][0]["loc"] == ["query", query.split("=")[0]]
 
 
+def _with_key(cursor: str, key: str) -> str:
+    """``cursor`` with its sort key replaced: what a client forging one would send."""
+    import base64
+    import json
+
+    decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    forged = json.dumps([decoded[0], key]).encode()
+    return base64.urlsafe_b64encode(forged).decode().rstrip("=")
+
+
 def test_bad_or_foreign_cursors_are_400(client: Any, conn: Any) -> None:
     for sku in ("A-1", "B-1", "C-1"):
         add_product(conn, sku)
     by_sku = client.get("/products?limit=1").json()["next_cursor"]
     by_name = client.get("/products?limit=1&sort=name").json()["next_cursor"]
+    forged = _with_key(by_sku, "A-1\x00")  # a key PostgreSQL would refuse
     for query in (
         "cursor=!!!",
         "cursor=bm90IGpzb24",
@@ -170,6 +182,7 @@ def test_bad_or_foreign_cursors_are_400(client: Any, conn: Any) -> None:
         f"cursor={by_name}",
         f"q=A&cursor={by_sku}",
         "cursor=WzFd",
+        f"cursor={forged}",
     ):
         response = client.get(f"/products?{query}")
         assert response.status_code == 400, query
