@@ -32,7 +32,8 @@ from orderdesk.redis_client import async_redis
 from orderdesk.settings import Settings
 from query_side import orders, products, projections_status, stats
 from query_side.api_doc import openapi_document
-from query_side.cache import CacheStats, GetBatcher, RedisGuard
+from query_side.cache import CacheStats, RedisGuard
+from query_side.cache_reads import cache_reader
 from query_side.consistency import CheckpointWatcher
 from query_side.resources import Resources, resources
 
@@ -106,11 +107,12 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
         watcher = CheckpointWatcher(pool, read_url)
         await watcher.start()
         guard = RedisGuard(client)
+        reads = cache_reader(redis_url, guard)
         app.state.resources = Resources(
             settings=settings,
             pool=pool,
             redis=guard,
-            reads=GetBatcher(guard),
+            reads=reads,
             watcher=watcher,
             verifier=TokenVerifier.from_settings(settings),
             stats=CacheStats(observe=count_cache_lookup),
@@ -122,6 +124,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
         finally:
             live.clear()
             await watcher.stop()
+            await reads.aclose()
             await client.aclose()
             await pool.close(timeout=2.0)
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -68,7 +68,8 @@ class RedisGuard:
         """False while cooling down after a failure."""
         return time.monotonic() >= self._skip_until
 
-    def _failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:
+        """Log (once per outage) and skip Redis for ``cooldown`` seconds."""
         if self.available:
             log.warning(
                 "redis unavailable, serving from PostgreSQL",
@@ -84,7 +85,7 @@ class RedisGuard:
             async with asyncio.timeout(self.timeout):
                 return await make()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
+            self.failed(exc)
             return None
 
     async def get(self, key: str) -> bytes | None:
@@ -96,7 +97,7 @@ class RedisGuard:
                 value: bytes | None = await self.client.get(key)
                 return value
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
+            self.failed(exc)
             return None
 
     async def ping(self) -> bool:
@@ -105,10 +106,28 @@ class RedisGuard:
             async with asyncio.timeout(self.timeout):
                 await self.client.ping()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
+            self.failed(exc)
             return False
         self._skip_until = 0.0
         return True
+
+
+class CacheReader(Protocol):
+    """What the read endpoints need of the cache: batched GETs (:class:`GetBatcher` or
+    :class:`query_side.cache_reads.BatchedGets`)."""
+
+    @property
+    def batches(self) -> int:
+        """Round trips to Redis so far (each answered a whole batch)."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The value at ``key``; None on a miss or when Redis is unavailable."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the reader holds."""
+        ...
 
 
 class GetBatcher:
@@ -133,6 +152,9 @@ class GetBatcher:
             return None
         return await self._batches.submit(key)
 
+    async def aclose(self) -> None:
+        """Nothing to release: the Redis client belongs to the app."""
+
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         distinct = list(dict.fromkeys(keys))
         found = await self.guard.call(lambda: self.guard.client.mget(distinct))
@@ -140,7 +162,7 @@ class GetBatcher:
         return [values.get(key) for key in keys]
 
 
-async def cached(source: RedisGuard | GetBatcher, key: str) -> tuple[int, bytes] | None:
+async def cached(source: RedisGuard | CacheReader, key: str) -> tuple[int, bytes] | None:
     """``(version, json)`` of a cached representation, or None."""
     raw = await source.get(key)
     if raw is None:

@@ -12,7 +12,7 @@ from orderdesk.auth import Principal, TokenVerifier
 from orderdesk.database import PoolRecovery
 from orderdesk.problems import ProblemError
 from orderdesk.settings import Settings
-from query_side.cache import CacheStats, GetBatcher, RedisGuard
+from query_side.cache import CacheReader, CacheStats, RedisGuard
 from query_side.consistency import CheckpointWatcher
 
 DB_TIMEOUT = 5.0
@@ -28,7 +28,7 @@ class Resources:
     watcher: CheckpointWatcher
     verifier: TokenVerifier
     stats: CacheStats
-    reads: GetBatcher
+    reads: CacheReader
     pool_recovery: PoolRecovery
 
     @property
