@@ -53,14 +53,33 @@ def not_modified(if_none_match: str | None, version: int) -> bool:
     return False
 
 
+class Representation(Response):
+    """A 200 JSON body with its ETag and Cache-Control, the headers built directly as the
+    bytes ASGI sends: the hot path of cached reads, where Starlette's generic header
+    handling (a dict, per-header encoding, a media-type check) measured ~2% of a hit."""
+
+    media_type = JSON
+
+    def __init__(self, body: bytes, etag: str, cache_control: str) -> None:
+        self.status_code = 200
+        self.body = body
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+            (b"etag", etag.encode()),
+            (b"cache-control", cache_control.encode()),
+        ]
+
+
 def single(
     payload: bytes, version: int, if_none_match: str | None, cache_control: str = "no-cache"
 ) -> Response:
     """A single resource with its ETag, or 304 when the client has this version."""
-    headers = {"ETag": etag(version), "Cache-Control": cache_control}
-    if not_modified(if_none_match, version):
-        return Response(status_code=304, headers=headers)
-    return Response(payload, headers=headers, media_type=JSON)
+    tag = etag(version)
+    if if_none_match is not None and not_modified(if_none_match, version):
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache_control})
+    return Representation(payload, tag, cache_control)
 
 
 def json_response(value: Any, cache_control: str | None = None) -> Response:

@@ -55,6 +55,26 @@ def test_second_read_is_a_cache_hit_served_without_postgres(client: Any, conn: A
     assert stats.hits.get("product") == 1
 
 
+def test_a_cache_hit_carries_the_same_headers_as_a_read_from_postgres(
+    client: Any, conn: Any
+) -> None:
+    add_product(conn, "MUG-1", version=3)
+    miss, hit = client.get("/products/MUG-1"), client.get("/products/MUG-1")
+    assert client.app.state.resources.stats.hits.get("product") == 1
+
+    def described(response: Any) -> dict[str, str]:
+        return {k: v for k, v in response.headers.items() if k != "x-request-id"}
+
+    assert described(hit) == described(miss)
+    assert described(hit) == {
+        "content-length": str(len(hit.content)),
+        "content-type": "application/json",
+        "etag": '"3"',
+        "cache-control": "no-cache",
+    }
+    assert hit.content == miss.content
+
+
 def test_unknown_or_impossible_sku_is_404_problem(client: Any) -> None:
     for sku in ("NOPE-1", "lower-case", "X" * 40):
         response = client.get(f"/products/{sku}")
