@@ -220,15 +220,22 @@ async def _lag(stack: Stack, rate: int, duration: float, tag: str) -> dict[str, 
         if response.status != 201:
             return
         answer = json.loads(response.body)
-        conn = idle.pop() if idle else loadgen.Connection(host, port)
         headers = (
             ("Authorization", f"Bearer {staff}"),
             ("X-Consistency-Token", answer["token"]),
             ("X-Wait-Ms", "10000"),
         )
+        request = loadgen.Request("GET", f"/orders/{answer['id']}", b"", headers)
+        conn = idle.pop() if idle else loadgen.Connection(host, port)
         try:
-            got = await conn.send(loadgen.Request("GET", f"/orders/{answer['id']}", b"", headers))
-        except OSError:
+            try:
+                got = await conn.send(request)
+            except (OSError, asyncio.IncompleteReadError):
+                # A kept-alive connection the server closed after its idle timeout (uvicorn:
+                # 5 s) while it waited here after a burst: send reconnects; retry once, as
+                # any HTTP client does for an idempotent GET.
+                got = await conn.send(request)
+        except (OSError, asyncio.IncompleteReadError):
             failures += 1
             return
         idle.append(conn)
