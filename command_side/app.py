@@ -53,7 +53,9 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        pool = async_pool(database_url, size=settings.db_pool_size, name=SERVICE)
+        # Autocommit: the optimistic path's save commits by itself; locking units of work
+        # open their transaction explicitly (command_side.postgres).
+        pool = async_pool(database_url, size=settings.db_pool_size, name=SERVICE, autocommit=True)
         await pool.open()
         client: aredis.Redis | None = None
         if redis_url is not None:

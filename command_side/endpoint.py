@@ -27,7 +27,7 @@ from starlette.responses import Response
 from command_side import commands as c
 from command_side import idempotency
 from command_side.handlers import Outcome
-from command_side.postgres import PostgresUnitOfWork
+from command_side.postgres import PostgresUnitOfWork, RetryWithLocks
 from command_side.principals import CachedVerifier
 from command_side.routes import CommandRoute
 from command_side.unit_of_work import EventMetadata
@@ -151,8 +151,15 @@ async def _run(
         traceparent=_traceparent(headers.get("traceparent")),
     )
     for attempt in range(ATTEMPTS):
+        # First without locks or a transaction: two round trips, the save checks what was
+        # read (command_side.postgres). After a stale read, and whenever an Idempotency-Key
+        # needs its record written in the command's transaction, locking.
+        locking = attempt > 0 or key is not None
         try:
-            async with pool.connection() as conn, PostgresUnitOfWork(conn, metadata) as uow:
+            async with (
+                pool.connection() as conn,
+                PostgresUnitOfWork(conn, metadata, locking=locking) as uow,
+            ):
                 if key is not None:
                     replay = await idempotency.claim(conn, subject, key, request_hash)
                     if replay is not None:
@@ -172,6 +179,8 @@ async def _run(
             for event_type in uow.appended:
                 metrics.events_appended.labels(event_type=event_type).inc()
             return Response(stored.body, stored.status, stored.headers), "ok"
+        except RetryWithLocks:
+            continue  # the next attempt locks
         except RETRYABLE:
             if attempt == ATTEMPTS - 1:
                 raise ProblemError(

@@ -1,9 +1,22 @@
-"""The unit of work on PostgreSQL (psycopg 3, asyncio): one transaction per command.
+"""The unit of work on PostgreSQL (psycopg 3, asyncio): one atomic save per command.
 
-Reads lock what they return (``FOR UPDATE``), so commands on one aggregate queue up rather
-than fail; stock rows of an order are locked in sku order, so orders naming the same skus in
-any order never deadlock and never oversell. Writes still carry ``AND version = <loaded>``
-as a second guard, and ``event_log``'s unique ``(stream_id, stream_version)`` a third.
+Two ways to run a command, both ending in the same single save statement:
+
+- **optimistic** (``locking=False``, the first attempt of a command without an
+  Idempotency-Key): the reads take no locks and no transaction is opened, and the save
+  statement commits by itself (autocommit): two round trips per command instead of four
+  (BEGIN, read, save, COMMIT), and no row lock written for a read. Every guarded write
+  carries ``AND version = <loaded>`` and the statement raises
+  (:data:`command_side.save_statement.VERSION_GUARD`) when one found its row changed, so a
+  stale read writes nothing and surfaces as :class:`RetryWithLocks`: the caller runs the
+  command again, locking. A stream version taken meanwhile is a unique violation, likewise
+  rolled back with the statement. Saves that would update more than one existing row go
+  the locking way from the start (see :class:`RetryWithLocks`).
+- **locking** (``locking=True``): one transaction; reads lock what they return
+  (``FOR UPDATE``), so commands on one aggregate queue up rather than fail; stock rows of
+  an order are locked in sku order, so orders naming the same skus in any order never
+  deadlock and never oversell. The version guards and ``event_log``'s unique
+  ``(stream_id, stream_version)`` stay as second and third guards.
 
 All writes of one command are ONE statement (:func:`command_side.save_statement.save_sql`,
 one text per shape of command): the aggregate rows and every event, whose last position is
@@ -26,7 +39,7 @@ from command_side.domain.catalog import Product
 from command_side.domain.errors import Conflict
 from command_side.domain.inventory import StockItem
 from command_side.domain.orders import Order
-from command_side.save_statement import save_parameters
+from command_side.save_statement import VERSION_GUARD, guarded_rows, save_parameters
 from command_side.unit_of_work import (
     Aggregate,
     EventMetadata,
@@ -77,7 +90,31 @@ SELECT transaction_id::text::bigint, position, stream_version, event_type, schem
 FROM write.event_log WHERE stream_id = %s ORDER BY stream_version
 """
 
+
+def _unlocked(sql: str) -> str:
+    """``sql`` without its trailing ``FOR UPDATE [OF …]`` clause (the optimistic reads)."""
+    head, found, _ = sql.rpartition("FOR UPDATE")
+    assert found, sql
+    return head.rstrip() + "\n"
+
+
+_UNLOCKED = {
+    sql: _unlocked(sql)
+    for sql in (LOAD_PRODUCT, LOAD_STOCK, LOAD_FOR_ONE_SKU, LOAD_FOR_ORDER, LOAD_ORDER)
+}
+
 _metadata_encoder = msgspec.json.Encoder()
+
+
+class RetryWithLocks(Exception):
+    """An optimistic save wrote nothing; run the command again with a locking unit of work.
+
+    Either a row it read was changed by another command meanwhile (a stale read), or the
+    save would update more than one existing row: one statement updates rows in an order
+    it does not control, and two such saves could deadlock, so those commands lock their
+    rows in key order instead (the common commands update one row: an order of one line,
+    a payment, a stock receipt, a product change).
+    """
 
 
 def _described(changed: list[Aggregate]) -> str:
@@ -86,11 +123,18 @@ def _described(changed: list[Aggregate]) -> str:
 
 
 class PostgresUnitOfWork:
-    """A unit of work on one pooled connection; the transaction spans ``async with``."""
+    """A unit of work on one pooled connection. Locking (the default), the transaction
+    spans ``async with``; optimistic (``locking=False``, needs an autocommit connection),
+    :meth:`save` is the commit. See the module docstring."""
 
-    def __init__(self, conn: AsyncConnection[Any], metadata: EventMetadata) -> None:
+    def __init__(
+        self, conn: AsyncConnection[Any], metadata: EventMetadata, *, locking: bool = True
+    ) -> None:
+        if not locking and not conn.autocommit:
+            raise ValueError("an optimistic unit of work needs an autocommit connection")
         self.conn = conn
         self.metadata = metadata
+        self.locking = locking
         self._tx: contextlib.AbstractAsyncContextManager[AsyncTransaction] | None = None
         self._seen: list[Aggregate] = []
         self._loaded: dict[int, int] = {}
@@ -99,6 +143,8 @@ class PostgresUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._seen, self._loaded, self.appended = [], {}, []
+        if not self.locking:
+            return self
         # Not in pipeline mode: measured, psycopg's async pipeline spends more CPU per
         # statement (one communicate step per queued command) than the BEGIN round trip
         # it would save; with the writes folded into one statement there is little to batch.
@@ -117,12 +163,15 @@ class PostgresUnitOfWork:
         if tx is not None:
             await tx.__aexit__(exc_type, exc, tb)
 
+    def _sql(self, locked: str) -> str:
+        return locked if self.locking else _UNLOCKED[locked]
+
     def _track(self, aggregate: Aggregate, loaded_version: int) -> None:
         self._seen.append(aggregate)
         self._loaded[id(aggregate)] = loaded_version
 
     async def get_product(self, sku: str) -> Product | None:
-        cur = await self.conn.execute(LOAD_PRODUCT, (sku,))
+        cur = await self.conn.execute(self._sql(LOAD_PRODUCT), (sku,))
         row = await cur.fetchone()
         if row is None:
             return None
@@ -131,7 +180,7 @@ class PostgresUnitOfWork:
         return product
 
     async def get_stock_item(self, sku: str) -> StockItem | None:
-        cur = await self.conn.execute(LOAD_STOCK, (sku,))
+        cur = await self.conn.execute(self._sql(LOAD_STOCK), (sku,))
         row = await cur.fetchone()
         if row is None:
             return None
@@ -143,9 +192,9 @@ class PostgresUnitOfWork:
         self, skus: Sequence[str]
     ) -> tuple[dict[str, Product], dict[str, StockItem]]:
         if len(skus) == 1:
-            cur = await self.conn.execute(LOAD_FOR_ONE_SKU, (skus[0],))
+            cur = await self.conn.execute(self._sql(LOAD_FOR_ONE_SKU), (skus[0],))
         else:
-            cur = await self.conn.execute(LOAD_FOR_ORDER, (list(skus),))
+            cur = await self.conn.execute(self._sql(LOAD_FOR_ORDER), (list(skus),))
         products: dict[str, Product] = {}
         stock: dict[str, StockItem] = {}
         for (
@@ -165,7 +214,7 @@ class PostgresUnitOfWork:
 
     async def get_order(self, order_id: str) -> Order | None:
         async with self.conn.pipeline() as pipeline:
-            head = await self.conn.execute(LOAD_ORDER, (order_id,))
+            head = await self.conn.execute(self._sql(LOAD_ORDER), (order_id,))
             lines = await self.conn.execute(LOAD_ORDER_LINES, (order_id,))
             await pipeline.sync()
             row = await head.fetchone()
@@ -196,7 +245,9 @@ class PostgresUnitOfWork:
         events = pending(changed)
         if not events:
             return None
-        sql, params, expected = save_parameters(
+        if not self.locking and guarded_rows(changed, self._loaded) > 1:
+            raise RetryWithLocks("more than one existing row to update")
+        sql, params = save_parameters(
             changed, self._loaded, events, _metadata_encoder.encode(self._metadata_dict())
         )
         try:
@@ -207,10 +258,16 @@ class PostgresUnitOfWork:
             # whichever the database checks first: all three mean "it exists already".
             if any(isinstance(a, Product) and self._loaded[id(a)] == 0 for a in changed):
                 raise Conflict("product-exists", "the product already exists") from None
+            if not self.locking:  # a stream version taken since the read: read again
+                raise RetryWithLocks(_described(changed)) from None
             raise concurrent_change("the resource") from None
+        except psycopg.DatabaseError as exc:
+            if exc.sqlstate != VERSION_GUARD:
+                raise
+            if not self.locking:
+                raise RetryWithLocks(_described(changed)) from None
+            raise concurrent_change(_described(changed)) from None
         assert row is not None
-        if tuple(row[2:]) != expected:
-            raise concurrent_change(_described(changed))
         self.appended.extend(event_type_of(e) for _, _, e in events)
         for aggregate in changed:
             self._loaded[id(aggregate)] = aggregate.version

@@ -17,7 +17,10 @@ row count, so the guarded updates use the primary-key index.
 The sub-statements see the same snapshot and touch different rows: a command never both
 creates and updates one row. Foreign keys (stock → product, line → order) are checked at
 the end of the statement, so parent and child rows may arrive together. Guarded updates
-(``AND version = <loaded>``) report how many rows they changed; the caller compares.
+(``AND version = <loaded>``) report how many rows they changed, and the statement itself
+checks the counts (``write.versions_matched``, migration 0003): when another command moved
+one of the rows it raises SQLSTATE :data:`VERSION_GUARD` and nothing of it is written —
+which is what lets the optimistic path run it with no transaction around it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from shared_contracts.events import (
     schema_version_of,
     stream_of,
 )
+
+#: The SQLSTATE ``write.versions_matched`` raises when a guarded row was changed meanwhile.
+VERSION_GUARD = "OD409"
 
 #: One placeholder per column, each with its type: the server then needs no inference, and
 #: psycopg's choice of int2/int4/int8 for a Python int cannot change a column's type.
@@ -92,7 +98,7 @@ def save_sql(
     (a single guarded update takes its columns first, then key and expected version).
     """
     parts: list[str] = []
-    counts = []
+    guards: list[str] = []
     if new_products:
         parts.append(
             "new_products AS (INSERT INTO write.products (sku, name, price, status, version) "
@@ -108,9 +114,7 @@ def save_sql(
     ):
         if n:
             parts.append(f"{name} AS ({_guarded_update(table, alias, key, columns, n)})")
-            counts.append(f"(SELECT count(*) FROM {name})")
-        else:
-            counts.append("0")
+            guards.append(f"(SELECT count(*) FROM {name}) = {n}")
     if new_orders:
         parts.append(
             "new_orders AS (INSERT INTO write.orders "
@@ -127,23 +131,37 @@ def save_sql(
         parts.append(
             f"changed_orders AS ({_guarded_update('orders', 'o', 'id', _ORDER_COLUMNS, orders)})"
         )
-        counts.append("(SELECT count(*) FROM changed_orders)")
-    else:
-        counts.append("0")
+        guards.append(f"(SELECT count(*) FROM changed_orders) = {orders}")
     # Every row of a transaction has the same transaction_id, so (that id, the highest
     # position) is the point of the command's last event: its consistency token. The rows
     # of one VALUES list are inserted in order, so positions follow the recording order.
+    # The events go in only once the guarded updates have run and matched: sub-statements
+    # of one WITH run in no fixed order, and an event inserted before its row's update
+    # would hold the stream's next version while the update waits for that row's lock,
+    # which another command may hold while it waits to insert that same version.
+    matched = " AND ".join(guards)
     parts.append(
         "appended AS (INSERT INTO write.event_log (event_id, stream_type, stream_id, "
         "stream_version, event_type, schema_version, payload, metadata) "
-        f"VALUES {_rows(_EVENT, events)} RETURNING position)"
+        + (
+            f"SELECT * FROM (VALUES {_rows(_EVENT, events)}) AS e WHERE {matched}"
+            if guards
+            else f"VALUES {_rows(_EVENT, events)}"
+        )
+        + " RETURNING position)"
     )
+    checked = f", write.versions_matched({matched})" if guards else ""
     return (
         "WITH "
         + ",\n".join(parts)
-        + "\nSELECT pg_current_xact_id()::text::bigint, (SELECT max(position) FROM appended), "
-        + ", ".join(counts)
+        + "\nSELECT pg_current_xact_id()::text::bigint, (SELECT max(position) FROM appended)"
+        + checked
     )
+
+
+def guarded_rows(changed: list[Aggregate], loaded: dict[int, int]) -> int:
+    """How many existing rows the save of ``changed`` updates under a version guard."""
+    return sum(1 for a in changed if isinstance(a, StockItem) or loaded[id(a)] != 0)
 
 
 def save_parameters(
@@ -151,10 +169,10 @@ def save_parameters(
     loaded: dict[int, int],
     events: list[tuple[Aggregate, int, Event]],
     metadata: bytes,
-) -> tuple[str, list[Any], tuple[int, int, int]]:
+) -> tuple[str, list[Any]]:
     """The save statement for the ``changed`` aggregates (``loaded`` maps ``id(aggregate)``
-    to the version it was read at, 0 for new ones) and their ``events``, its parameters,
-    and how many rows its guarded product, stock and order updates must report."""
+    to the version it was read at, 0 for new ones) and their ``events``, and its
+    parameters."""
     new_products: list[Any] = []
     products: list[Any] = []
     stock: list[Any] = []
@@ -215,5 +233,4 @@ def save_parameters(
         )
     counts[6] = len(events)
     params = new_products + products + stock + new_orders + lines + orders + appended
-    sql = save_sql(*counts)
-    return sql, params, (counts[1], counts[2], counts[5])
+    return save_sql(*counts), params

@@ -62,15 +62,17 @@ def sync_pool(url: str, *, size: int, name: str) -> ConnectionPool:
     )
 
 
-def async_pool(url: str, *, size: int, name: str) -> AsyncConnectionPool:
-    """An asyncio pool for an API process; opened in the app's lifespan."""
+def async_pool(url: str, *, size: int, name: str, autocommit: bool = False) -> AsyncConnectionPool:
+    """An asyncio pool for an API process; opened in the app's lifespan. With
+    ``autocommit`` a statement outside ``conn.transaction()`` commits by itself (no BEGIN
+    round trip); without it psycopg opens a transaction before the first statement."""
     return AsyncConnectionPool(
         libpq_url(url),
         min_size=size,
         max_size=size,
         name=name,
         open=False,
-        kwargs={"application_name": f"orderdesk-{name}", "autocommit": False},
+        kwargs={"application_name": f"orderdesk-{name}", "autocommit": autocommit},
     )
 
 

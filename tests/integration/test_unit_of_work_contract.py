@@ -239,3 +239,80 @@ def test_a_stale_stock_row_fails_the_whole_order(db_url: str, skus: list[str]) -
         assert [(stock[s].reserved, stock[s].version) for s in skus] == [(0, 1)] * len(skus)
 
     run(scenario())
+
+
+@contextlib.asynccontextmanager
+async def _optimistic(url: str) -> AsyncIterator[PostgresUnitOfWork]:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn, PostgresUnitOfWork(conn, META, locking=False) as uow:
+        yield uow
+
+
+@pytest.mark.parametrize("skus", [["A"], ["A", "B"]], ids=["one-line", "two-lines"])
+def test_an_optimistic_save_over_a_stale_read_writes_nothing(db_url: str, skus: list[str]) -> None:
+    """The optimistic path reads without locks and saves in one self-checking statement:
+    a stock row changed (and committed) by another command between the read and the save
+    makes the save a RetryWithLocks, and nothing of the order exists afterwards."""
+    from command_side.postgres import RetryWithLocks
+
+    url = libpq_url(db_url)
+
+    async def scenario() -> None:
+        for sku in skus:
+            await _add(lambda: _postgres(url), sku, 100, units=5)
+        order_id = "6f1c1d1e-0000-4000-8000-000000000004"
+        with pytest.raises(RetryWithLocks):
+            async with _optimistic(url) as uow:
+                products, stock = await uow.get_for_order(skus)
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
+                    await other.execute(
+                        "UPDATE write.stock_items SET version = version + 1 WHERE sku = %s",
+                        (skus[-1],),
+                    )
+                order = place_order(order_id, "alice", [(s, 1) for s in skus], products, stock)
+                uow.add_order(order)
+                await uow.save()
+        async with _postgres(url) as uow:
+            assert await uow.get_order(order_id) is None
+            assert await uow.events_of(f"order:{order_id}") == []
+            _, stock = await uow.get_for_order(skus)
+        assert [stock[s].reserved for s in skus] == [0] * len(skus)
+
+    run(scenario())
+
+
+def test_optimistic_reads_take_no_locks_and_the_save_commits_at_once(db_url: str) -> None:
+    url = libpq_url(db_url)
+
+    async def scenario() -> None:
+        await _add(lambda: _postgres(url), "A", 100, units=5)
+        order_id = "6f1c1d1e-0000-4000-8000-000000000005"
+        async with await psycopg.AsyncConnection.connect(url) as holder:
+            # Another transaction holds the stock row's lock: a locking read would wait.
+            await holder.execute("SELECT 1 FROM write.stock_items WHERE sku = 'A' FOR UPDATE")
+            async with _optimistic(url) as uow:
+                products, stock = await asyncio.wait_for(uow.get_for_order(["A"]), timeout=5)
+            await holder.rollback()
+        async with _optimistic(url) as uow:
+            products, stock = await uow.get_for_order(["A"])
+            uow.add_order(place_order(order_id, "alice", [("A", 2)], products, stock))
+            await uow.save()
+            # Still inside the block: the save is the commit, another connection sees it.
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
+                row = await (
+                    await other.execute("SELECT reserved FROM write.stock_items WHERE sku = 'A'")
+                ).fetchone()
+        assert row == (2,)
+
+    run(scenario())
+
+
+def test_an_optimistic_unit_of_work_refuses_a_connection_in_transaction_mode(
+    db_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(libpq_url(db_url)) as conn:
+            with pytest.raises(ValueError, match="autocommit"):
+                PostgresUnitOfWork(conn, META, locking=False)
+
+    run(scenario())
