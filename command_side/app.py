@@ -24,6 +24,7 @@ from command_side.api_doc import openapi_document
 from command_side.endpoint import command_endpoint
 from command_side.principals import CachedVerifier
 from command_side.routes import command_routes
+from command_side.row_queue import RowQueue
 from orderdesk.auth import TokenVerifier
 from orderdesk.database import PoolRecovery, async_pool
 from orderdesk.health import health_routes
@@ -65,7 +66,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
             live["limiter"] = RateLimiter.from_settings(settings, client, metrics)
         live["pool"], live["redis"] = pool, client
         try:
-            yield {"pool": pool, "pool_recovery": PoolRecovery(pool)}
+            yield {"pool": pool, "pool_recovery": PoolRecovery(pool), "row_queue": RowQueue()}
         finally:
             live.clear()
             if client is not None:

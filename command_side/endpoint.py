@@ -158,7 +158,9 @@ async def _run(
         try:
             async with (
                 pool.connection() as conn,
-                PostgresUnitOfWork(conn, metadata, locking=locking) as uow,
+                PostgresUnitOfWork(
+                    conn, metadata, locking=locking, rows=request.state.row_queue
+                ) as uow,
             ):
                 if key is not None:
                     replay = await idempotency.claim(conn, subject, key, request_hash)

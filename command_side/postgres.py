@@ -39,6 +39,7 @@ from command_side.domain.catalog import Product
 from command_side.domain.errors import Conflict
 from command_side.domain.inventory import StockItem
 from command_side.domain.orders import Order
+from command_side.row_queue import RowQueue
 from command_side.save_statement import VERSION_GUARD, guarded_rows, save_parameters
 from command_side.unit_of_work import (
     Aggregate,
@@ -128,13 +129,22 @@ class PostgresUnitOfWork:
     :meth:`save` is the commit. See the module docstring."""
 
     def __init__(
-        self, conn: AsyncConnection[Any], metadata: EventMetadata, *, locking: bool = True
+        self,
+        conn: AsyncConnection[Any],
+        metadata: EventMetadata,
+        *,
+        locking: bool = True,
+        rows: RowQueue | None = None,
     ) -> None:
         if not locking and not conn.autocommit:
             raise ValueError("an optimistic unit of work needs an autocommit connection")
         self.conn = conn
         self.metadata = metadata
         self.locking = locking
+        #: Optimistic only: stock rows are read after this process's earlier commands on
+        #: them have saved (:mod:`command_side.row_queue`); held until the block ends.
+        self.rows = rows if not locking else None
+        self._queued: list[str] = []
         self._tx: contextlib.AbstractAsyncContextManager[AsyncTransaction] | None = None
         self._seen: list[Aggregate] = []
         self._loaded: dict[int, int] = {}
@@ -160,8 +170,20 @@ class PostgresUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         tx, self._tx = self._tx, None
-        if tx is not None:
-            await tx.__aexit__(exc_type, exc, tb)
+        try:
+            if tx is not None:
+                await tx.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._queued:
+                assert self.rows is not None
+                queued, self._queued = self._queued, []
+                self.rows.give_back(queued)
+
+    async def _queue_for(self, skus: Sequence[str]) -> None:
+        """Wait for this process's earlier commands on these stock rows (optimistic only;
+        once per unit of work, so keys are always taken together and in order)."""
+        if self.rows is not None and not self._queued:
+            self._queued = await self.rows.take(f"stock:{sku}" for sku in skus)
 
     def _sql(self, locked: str) -> str:
         return locked if self.locking else _UNLOCKED[locked]
@@ -180,6 +202,7 @@ class PostgresUnitOfWork:
         return product
 
     async def get_stock_item(self, sku: str) -> StockItem | None:
+        await self._queue_for([sku])
         cur = await self.conn.execute(self._sql(LOAD_STOCK), (sku,))
         row = await cur.fetchone()
         if row is None:
@@ -191,6 +214,7 @@ class PostgresUnitOfWork:
     async def get_for_order(
         self, skus: Sequence[str]
     ) -> tuple[dict[str, Product], dict[str, StockItem]]:
+        await self._queue_for(skus)
         if len(skus) == 1:
             cur = await self.conn.execute(self._sql(LOAD_FOR_ONE_SKU), (skus[0],))
         else:

@@ -316,3 +316,32 @@ def test_an_optimistic_unit_of_work_refuses_a_connection_in_transaction_mode(
                 PostgresUnitOfWork(conn, META, locking=False)
 
     run(scenario())
+
+
+def test_one_process_s_optimistic_orders_on_one_row_take_turns_instead_of_retrying(
+    db_url: str,
+) -> None:
+    """With a shared RowQueue, concurrent optimistic orders for one stock row read it one
+    after the other, so every save matches: none needs the locking retry."""
+    from command_side.row_queue import RowQueue
+
+    url = libpq_url(db_url)
+    rows = RowQueue()
+
+    async def one(i: int) -> None:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        async with conn, PostgresUnitOfWork(conn, META, locking=False, rows=rows) as uow:
+            products, stock = await uow.get_for_order(["A"])
+            order_id = f"6f1c1d1e-0000-4000-8000-{i:012d}"
+            uow.add_order(place_order(order_id, "alice", [("A", 1)], products, stock))
+            await uow.save()
+
+    async def scenario() -> tuple[int, int]:
+        await _add(lambda: _postgres(url), "A", 100, units=50)
+        await asyncio.gather(*(one(i) for i in range(10)))  # RetryWithLocks would fail it
+        async with _postgres(url) as uow:
+            item = await uow.get_stock_item("A")
+        assert item is not None
+        return item.reserved, len(rows)
+
+    assert run(scenario()) == (10, 0)
