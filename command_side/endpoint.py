@@ -14,6 +14,7 @@ committed event in ``orderdesk_events_appended_total{event_type}``.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -44,6 +45,15 @@ ATTEMPTS = 3
 
 _encoder = msgspec.json.Encoder()
 _JSON = "application/json"
+
+
+def _causation_id() -> str:
+    """A random (version 4) UUID naming this command as the cause of its events.
+
+    From ``random``, not ``os.urandom``: it must be unique, not secret, and the system
+    call per command showed in the command API's profile (~1%).
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def parse_if_match(raw: str | None) -> int | None:
@@ -110,9 +120,17 @@ def command_endpoint(
             child = counted[outcome] = metrics.commands.labels(type=spec.name, outcome=outcome)
         child.inc()
 
+    appended: dict[str, Counter] = {}  # event type → labelled child, resolved once
+
+    def count_appended(event_type: str) -> None:
+        child = appended.get(event_type)
+        if child is None:
+            child = appended[event_type] = metrics.events_appended.labels(event_type=event_type)
+        child.inc()
+
     async def endpoint(request: Request) -> Response:
         try:
-            response, outcome = await _run(spec, verifier, settings, metrics, request)
+            response, outcome = await _run(spec, verifier, settings, count_appended, request)
         except ProblemError as problem:
             count(problem.slug)
             raise
@@ -129,7 +147,7 @@ async def _run(
     spec: CommandRoute,
     verifier: CachedVerifier,
     settings: Settings,
-    metrics: Metrics,
+    count_appended: Callable[[str], None],
     request: Request,
 ) -> tuple[Response, str]:
     headers = request.headers
@@ -146,7 +164,7 @@ async def _run(
     pool: psycopg_pool.AsyncConnectionPool = request.state.pool
     metadata = EventMetadata(
         correlation_id=correlation_id.get(),
-        causation_id=str(uuid.uuid4()),
+        causation_id=_causation_id(),
         actor=subject,
         traceparent=_traceparent(headers.get("traceparent")),
     )
@@ -179,7 +197,7 @@ async def _run(
                     )
             # Committed: only now do the events exist.
             for event_type in uow.appended:
-                metrics.events_appended.labels(event_type=event_type).inc()
+                count_appended(event_type)
             return Response(stored.body, stored.status, stored.headers), "ok"
         except RetryWithLocks:
             continue  # the next attempt locks
