@@ -13,10 +13,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from orderdesk.problems import ErrorItem, ProblemError, validation_error
-
-# Free text may hold anything but NUL, which PostgreSQL text and jsonb cannot store.
-NO_NUL = r"^[^\x00]*$"
+from orderdesk.problems import NO_NUL, ErrorItem, ProblemError, validation_error
 
 Sku = Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", description="product code")]
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]

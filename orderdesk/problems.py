@@ -91,6 +91,13 @@ def problem_response(error: ProblemError, extra_headers: dict[str, Any] | None =
     )
 
 
+#: The pattern of free-text fields: anything but NUL, which PostgreSQL text and jsonb
+#: cannot store. Its msgspec message ("Expected `str` matching regex …") is replaced by
+#: :data:`NO_NUL_MESSAGE` in problems.
+NO_NUL = r"^[^\x00]*$"
+NO_NUL_MESSAGE = "Must not contain NUL characters (U+0000)."
+
+
 def validation_error(exc: msgspec.ValidationError, *, root: str = "body") -> ProblemError:
     """A 422 from msgspec's validation message, with ``loc`` parsed from its ``at `$.a[0].b```."""
     message = str(exc)
@@ -103,6 +110,8 @@ def validation_error(exc: msgspec.ValidationError, *, root: str = "body") -> Pro
     # "Object missing required field `x`" names the field itself: point at it.
     if text.startswith(("Object missing required field", "Object contains unknown field")):
         loc.append(text.split("`")[1])
+    if text.endswith(f"matching regex {NO_NUL!r}"):
+        text = NO_NUL_MESSAGE
     return ProblemError(
         422, "validation", "The request is not valid.", errors=[ErrorItem(loc=loc, msg=text)]
     )

@@ -443,6 +443,7 @@ def test_body_errors(client: TestClient, settings: Settings, staff: dict[str, st
         headers=staff,
     )
     assert problem["errors"][0]["loc"] == ["body", "name"]
+    assert problem["errors"][0]["msg"] == "Must not contain NUL characters (U+0000)."
     problem = assert_rejected(
         client,
         settings,

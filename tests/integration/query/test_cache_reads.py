@@ -61,12 +61,14 @@ def valkey() -> Iterator[Valkey]:
     while not Path(socket).exists():
         assert time.monotonic() < deadline, "valkey-server did not start"
         time.sleep(0.02)
+    server = Valkey(process, port, socket)
     try:
-        yield Valkey(process, port, socket)
+        yield server
     finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+        # server.process: a test may have replaced the first server with a restarted one.
+        server.process.send_signal(signal.SIGCONT)
+        server.process.terminate()
+        server.process.wait(timeout=10)
         shutil.rmtree(directory, ignore_errors=True)
 
 
