@@ -214,6 +214,10 @@ class PostgresUnitOfWork:
     async def get_for_order(
         self, skus: Sequence[str]
     ) -> tuple[dict[str, Product], dict[str, StockItem]]:
+        if not self.locking and len(set(skus)) + len(self._seen) > 1:
+            # The save would update more than one existing row (several stock rows, or an
+            # order and its stock): such saves lock (RetryWithLocks), so skip this read.
+            raise RetryWithLocks("more than one existing row to update")
         await self._queue_for(skus)
         if len(skus) == 1:
             cur = await self.conn.execute(self._sql(LOAD_FOR_ONE_SKU), (skus[0],))

@@ -252,7 +252,9 @@ async def _optimistic(url: str) -> AsyncIterator[PostgresUnitOfWork]:
 def test_an_optimistic_save_over_a_stale_read_writes_nothing(db_url: str, skus: list[str]) -> None:
     """The optimistic path reads without locks and saves in one self-checking statement:
     a stock row changed (and committed) by another command between the read and the save
-    makes the save a RetryWithLocks, and nothing of the order exists afterwards."""
+    makes the save a RetryWithLocks, and nothing of the order exists afterwards. (An order
+    of two lines would update two existing rows: it asks for the locking way already at
+    the read.)"""
     from command_side.postgres import RetryWithLocks
 
     url = libpq_url(db_url)
