@@ -10,9 +10,24 @@ import psycopg
 
 from projections.reader import StoredEvent
 
-#: Logical table name (``"product_view"``) -> the qualified table a batch writes to
-#: (``"read.product_view"`` live, ``"read.product_view__rebuild"`` during a rebuild).
-Tables = Mapping[str, str]
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tables:
+    """Where a batch is written: logical table name (``"product_view"``) -> the qualified
+    table (``"read.product_view"`` live, ``"read.product_view__rebuild"`` in a rebuild)."""
+
+    names: Mapping[str, str]
+    #: True while a rebuild fills its shadow tables: they started empty and receive every
+    #: event exactly once, so new rows may be loaded with COPY, without conflict handling
+    #: (see projections.new_rows).
+    bulk_load: bool = False
+
+    def __getitem__(self, name: str) -> str:
+        return self.names[name]
+
+    def get(self, name: str, default: str = "") -> str:
+        """The qualified table of ``name``; ``default`` when the projection has none."""
+        return self.names.get(name, default)
 
 
 @dataclasses.dataclass(slots=True)
@@ -36,13 +51,13 @@ class Projection:
     tables: tuple[str, ...]
     apply: ApplyFn
 
-    def live_tables(self) -> dict[str, str]:
+    def live_tables(self) -> Tables:
         """The tables the live runner writes."""
-        return {t: f"read.{t}" for t in self.tables}
+        return Tables({t: f"read.{t}" for t in self.tables})
 
-    def shadow_tables(self) -> dict[str, str]:
-        """The tables a rebuild writes before the swap."""
-        return {t: f"read.{t}{SHADOW_SUFFIX}" for t in self.tables}
+    def shadow_tables(self) -> Tables:
+        """The tables a rebuild fills before the swap (empty at first, each event once)."""
+        return Tables({t: f"read.{t}{SHADOW_SUFFIX}" for t in self.tables}, bulk_load=True)
 
 
 SHADOW_SUFFIX = "__rebuild"

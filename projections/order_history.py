@@ -13,8 +13,8 @@ import msgspec
 import psycopg
 
 from projections.model import Affected, Projection, Tables
+from projections.new_rows import insert_new
 from projections.reader import StoredEvent
-from projections.recordset import recordset, rows_json
 from shared_contracts.events import (
     OrderCancelled,
     OrderPaid,
@@ -24,14 +24,14 @@ from shared_contracts.events import (
 )
 
 NAME = "order_history"
-#: The keys of a history row and their SQL types (see projections.recordset).
-_ROW = {
-    "id": "uuid",
-    "v": "int",
-    "t": "text",
+#: The columns of a history row and their SQL types (see projections.new_rows).
+_COLUMNS = {
+    "order_id": "uuid",
+    "version": "int",
+    "event_type": "text",
     "at": "timestamptz",
     "actor": "text",
-    "rid": "text",
+    "request_id": "text",
     "data": "jsonb",
 }
 VERSION = 1
@@ -47,27 +47,20 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
         event = stored.event()
         assert isinstance(event, OrderPlaced | OrderPaid | OrderShipped | OrderCancelled)
         rows.append(
-            {
-                "id": event.order_id,
-                "v": stored.stream_version,
-                "t": stored.event_type,
-                "at": stored.recorded_at,
-                "actor": stored.actor,
-                "rid": stored.correlation_id,
-                "data": msgspec.Raw(
-                    # As stored when it is the current shape; upcast events re-encoded.
-                    stored.payload
-                    if stored.schema_version == event.SCHEMA_VERSION
-                    else encode_payload(event)
-                ),
-            }
+            (
+                event.order_id,
+                stored.stream_version,
+                stored.event_type,
+                stored.recorded_at,
+                stored.actor,
+                stored.correlation_id,
+                # As stored when it is the current shape; upcast events re-encoded.
+                stored.payload
+                if stored.schema_version == event.SCHEMA_VERSION
+                else msgspec.Raw(encode_payload(event)),
+            )
         )
-    cur.execute(
-        f"INSERT INTO {tables[NAME]} (order_id, version, event_type, at, actor, request_id, data)"
-        f" SELECT r.id, r.v, r.t, r.at, r.actor, r.rid, r.data FROM {recordset('r', _ROW)}"
-        " ON CONFLICT DO NOTHING",
-        (rows_json(rows),),
-    )
+    insert_new(cur, tables[NAME], _COLUMNS, rows, bulk_load=tables.bulk_load)
     return Affected()
 
 

@@ -16,6 +16,7 @@ import msgspec
 import psycopg
 
 from projections.model import Affected, Projection, Tables
+from projections.new_rows import insert_new
 from projections.reader import StoredEvent
 from projections.recordset import recordset, rows_json
 from shared_contracts.events import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
@@ -26,13 +27,13 @@ EVENT_TYPES = frozenset(c.__name__ for c in (OrderPlaced, OrderPaid, OrderShippe
 
 _encoder = msgspec.json.Encoder()
 
-#: The keys of an inserted order row and their SQL types (see projections.recordset).
+#: The columns of an inserted order row and their SQL types (see projections.new_rows).
 _PLACED = {
-    "id": "uuid",
-    "customer": "text",
+    "order_id": "uuid",
+    "customer_id": "text",
     "lines": "jsonb",
     "total": "bigint",
-    "at": "timestamptz",
+    "placed_at": "timestamptz",
     "version": "bigint",
     "status": "text",
     "paid_amount": "bigint",
@@ -42,11 +43,10 @@ _PLACED = {
     "cancel_reason": "text",
     "cancelled_at": "timestamptz",
 }
-#: The keys of an order's folded later state.
-_LATER = {
+#: The keys of an order's folded later state (see projections.recordset).
+_LATER = {"id": "uuid"} | {
     key: _PLACED[key]
     for key in (
-        "id",
         "status",
         "paid_amount",
         "paid_at",
@@ -119,32 +119,23 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
         for event, stored in placed:
             change = later.get(event.order_id) or _Later()
             rows.append(
-                {
-                    "id": event.order_id,
-                    "customer": event.customer_id,
-                    "lines": msgspec.Raw(_lines_json(event)),
-                    "total": event.total,
-                    "at": stored.recorded_at,
-                    "version": max(stored.stream_version, change.version),
-                    "status": change.status or "placed",
-                    "paid_amount": change.paid_amount or 0,
-                    "paid_at": change.paid_at,
-                    "shipped_at": change.shipped_at,
-                    "refund": change.refund or 0,
-                    "cancel_reason": change.cancel_reason,
-                    "cancelled_at": change.cancelled_at,
-                }
+                (
+                    event.order_id,
+                    event.customer_id,
+                    msgspec.Raw(_lines_json(event)),
+                    event.total,
+                    stored.recorded_at,
+                    max(stored.stream_version, change.version),
+                    change.status or "placed",
+                    change.paid_amount or 0,
+                    change.paid_at,
+                    change.shipped_at,
+                    change.refund or 0,
+                    change.cancel_reason,
+                    change.cancelled_at,
+                )
             )
-        cur.execute(
-            f"INSERT INTO {table} (order_id, customer_id, status, lines, total, placed_at,"
-            " version, paid_amount, paid_at, shipped_at, refund, cancel_reason, cancelled_at)"
-            " SELECT u.id, u.customer, u.status, u.lines, u.total, u.at, u.version,"
-            " u.paid_amount, u.paid_at, u.shipped_at, u.refund, u.cancel_reason, u.cancelled_at"
-            f" FROM {recordset('u', _PLACED)} ON CONFLICT (order_id) DO NOTHING"
-            " RETURNING order_id::text",
-            (rows_json(rows),),
-        )
-        inserted = {row[0] for row in cur.fetchall()}
+        inserted = insert_new(cur, table, _PLACED, rows, bulk_load=tables.bulk_load)
         # Rows that already existed (a replayed OrderPlaced) get their later state from the
         # UPDATE below, exactly as before; the inserted ones are complete.
         for order_id in inserted:

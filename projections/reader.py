@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
+import msgspec
 import psycopg
 
 from shared_contracts.events import Event, decode_payload
@@ -27,30 +28,37 @@ _HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 # transaction_id < horizon: every such transaction has committed or aborted, so nothing
 # can appear below the horizon later. The (transaction_id, position) index serves this as
 # one range scan that stops after ``limit`` rows. ORDER BY must name the COLUMNS
-# (``e.transaction_id``): a bare ``transaction_id`` resolves to the output column
-# ``transaction_id::text::bigint`` first, which no index provides, and PostgreSQL then
-# sorts every event after the checkpoint for each batch (O(log size) per batch; catch-up
-# of a 1M-event log took 517 s instead of about 60).
+# (``e.transaction_id``): a bare ``transaction_id`` resolves to an output column cast to
+# bigint first, which no index provides, and PostgreSQL then sorts every event after the
+# checkpoint for each batch (O(log size) per batch; catch-up of a 1M-event log took 517 s
+# instead of about 60).
+#
+# The batch comes back as ONE JSON array of arrays (one per event, in StoredEvent's field
+# order), which msgspec turns into StoredEvents in C: fetching eleven columns per row and
+# building each object in Python cost 3.5 us an event, a third of a rebuild's Python time;
+# the server spends about 1.3 us more an event rendering the JSON (docs/benchmarks.md).
 _EVENTS = """
-SELECT e.transaction_id::text::bigint, e.position, e.event_id::text, e.stream_id,
-       e.stream_version, e.event_type, e.schema_version, e.payload::text,
-       e.metadata->>'correlation_id', e.metadata->>'actor', e.recorded_at
-FROM write.event_log AS e
-WHERE (e.transaction_id, e.position) > (%(tx)s::text::xid8, %(pos)s)
-  AND e.transaction_id < %(horizon)s::text::xid8
-  AND e.event_type = ANY(%(types)s)
-ORDER BY e.transaction_id, e.position
-LIMIT %(limit)s
+SELECT coalesce(json_agg(json_build_array(
+         e.transaction_id::text::bigint, e.position, e.event_id, e.stream_id, e.stream_version,
+         e.event_type, e.schema_version, e.payload, e.metadata->>'correlation_id',
+         e.metadata->>'actor', e.recorded_at) ORDER BY e.transaction_id, e.position), '[]')::text
+FROM (
+  SELECT e.transaction_id, e.position, e.event_id, e.stream_id, e.stream_version, e.event_type,
+         e.schema_version, e.payload, e.metadata, e.recorded_at
+  FROM write.event_log AS e
+  WHERE (e.transaction_id, e.position) > (%(tx)s::text::xid8, %(pos)s)
+    AND e.transaction_id < %(horizon)s::text::xid8
+    AND e.event_type = ANY(%(types)s)
+  ORDER BY e.transaction_id, e.position
+  LIMIT %(limit)s
+) AS e
 """
 
 
-@dataclasses.dataclass(slots=True)
-class StoredEvent:
+class StoredEvent(msgspec.Struct, array_like=True, gc=False):
     """One event-log row; :meth:`event` decodes (and upcasts) the payload on demand.
 
-    Treat it as read-only. (It is not a frozen dataclass only because a rebuild makes one
-    per event, and a frozen class's ``__init__`` sets each field through
-    ``object.__setattr__``, which cost a tenth of the reader's time.)"""
+    Treat it as read-only (it is decoded straight from the batch's JSON, see ``_EVENTS``)."""
 
     transaction_id: int
     position: int
@@ -59,7 +67,8 @@ class StoredEvent:
     stream_version: int
     event_type: str
     schema_version: int
-    payload: str
+    #: The payload's JSON as stored (a view into the batch's text: no copy per event).
+    payload: msgspec.Raw
     #: ``metadata.correlation_id``: the request that caused the event, if any. (Only the
     #: fields the projectors use are read: rendering the whole metadata object as text
     #: cost the server more than the two lookups.)
@@ -69,12 +78,17 @@ class StoredEvent:
     recorded_at: dt.datetime
     #: The decoded payload once :meth:`event` has run (events are frozen Structs, so the
     #: projections of one batch can share it: a rebuild decodes each event once, not 4x).
-    _decoded: Event | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: Never part of a row the server sends.
+    _decoded: Any = None
 
     @property
     def point(self) -> LogPoint:
         """This event's place in the reading order (what a consistency token names)."""
         return LogPoint(self.transaction_id, self.position)
+
+    def payload_text(self) -> str:
+        """The payload's JSON as a str."""
+        return str(memoryview(self.payload), "utf-8")
 
     def event(self) -> Event:
         """The payload as the current contract Struct (old schema versions upcast).
@@ -82,9 +96,14 @@ class StoredEvent:
         Decoding is left to the projections so that a payload only one projection cannot
         digest stalls that projection alone.
         """
-        if self._decoded is None:
-            self._decoded = decode_payload(self.event_type, self.schema_version, self.payload)
-        return self._decoded
+        decoded: Event | None = self._decoded
+        if decoded is None:
+            decoded = decode_payload(self.event_type, self.schema_version, self.payload)
+            self._decoded = decoded
+        return decoded
+
+
+_batch = msgspec.json.Decoder(list[StoredEvent])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,7 +147,7 @@ def read_batch(
     horizon_row = conn.execute(_HORIZON).fetchone()
     assert horizon_row is not None
     horizon = int(horizon_row[0])
-    rows = conn.execute(
+    row = conn.execute(
         _EVENTS,
         {
             "tx": str(after.transaction_id),
@@ -137,8 +156,9 @@ def read_batch(
             "types": list(event_types),
             "limit": limit,
         },
-    ).fetchall()
-    return Batch([StoredEvent(*row) for row in rows], horizon, limit)
+    ).fetchone()
+    assert row is not None
+    return Batch(_batch.decode(row[0]), horizon, limit)
 
 
 def count_after(

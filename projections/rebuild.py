@@ -31,7 +31,7 @@ from orderdesk.database import connect
 from orderdesk.redis_client import sync_redis
 from orderdesk.settings import Settings
 from projections import cache_refresh
-from projections.model import SHADOW_SUFFIX, Projection
+from projections.model import SHADOW_SUFFIX, Projection, Tables
 from projections.reader import START, Batch, StoredEvent, count_after, read_batch
 from projections.runner import CHECKPOINT_CHANNEL, load_state, lock_key
 from shared_contracts.tokens import LogPoint
@@ -201,7 +201,7 @@ def _drop_shadows(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
 def _apply_batch(
     conn: psycopg.Connection[Any],
     projection: Projection,
-    tables: dict[str, str],
+    tables: Tables,
     events: Sequence[StoredEvent],
     *,
     commit: bool,

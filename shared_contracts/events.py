@@ -228,13 +228,14 @@ def encode_payload(event: Event) -> bytes:
 
 
 def decode_payload(
-    event_type: str, schema_version: int, payload: bytes | str | dict[str, Any]
+    event_type: str, schema_version: int, payload: bytes | str | msgspec.Raw | dict[str, Any]
 ) -> Event:
     """Rebuild an event from an event-log row, upcasting an old ``schema_version`` first.
 
-    ``payload`` may be the raw JSON (fastest: ``payload::text``) or the dict a driver made
-    of the jsonb. Raises :class:`UnknownEventType`, ``upcasting.UpcastError`` or
-    ``msgspec.ValidationError`` / ``msgspec.DecodeError`` for payloads that do not fit.
+    ``payload`` may be the raw JSON (fastest: text, bytes or a ``msgspec.Raw`` view of it)
+    or the dict a driver made of the jsonb. Raises :class:`UnknownEventType`,
+    ``upcasting.UpcastError`` or ``msgspec.ValidationError`` / ``msgspec.DecodeError`` for
+    payloads that do not fit.
     """
     cls = _class_of(event_type)
     if schema_version == cls.SCHEMA_VERSION and not isinstance(payload, dict):

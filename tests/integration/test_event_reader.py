@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import psycopg
 
 from orderdesk.database import connect, libpq_url
@@ -135,3 +136,30 @@ def test_reader_and_relay_walk_the_index_without_sorting_the_log(db_url: str) ->
     for plan in plans:
         text = "\n".join(row[0] for row in plan)
         assert "Index" in text and "Sort" not in text, text
+
+
+def test_an_event_reads_back_exactly_as_it_was_written(db_url: str) -> None:
+    # The batch travels as one JSON document: every field must survive it unchanged.
+    from shared_contracts.events import OrderLine, OrderPlaced
+
+    awkward = 'tab\t, newline\n, back\\slash, "quotes", ünïcødé €, 🧾'
+    placed = OrderPlaced(
+        order_id="5b0f8a1e-2c4d-4e6f-8a9b-0c1d2e3f4a5b",
+        customer_id=awkward,
+        lines=(OrderLine(sku="SKU-1", name=awkward, quantity=3, unit_price=2**40),),
+        total=3 * 2**40,
+    )
+    with connect(db_url, autocommit=True) as conn:
+        with conn.transaction():
+            append(conn, [placed], actor=awkward, correlation_id="req-1")
+        (stored,) = read_batch(conn, START, ["OrderPlaced"], limit=10).events
+        row = conn.execute(
+            "SELECT transaction_id::text::bigint, position, event_id::text, stream_id,"
+            " stream_version, recorded_at, payload FROM write.event_log"
+        ).fetchone()
+    assert row is not None
+    assert stored.event() == placed
+    assert (stored.actor, stored.correlation_id) == (awkward, "req-1")
+    assert (stored.transaction_id, stored.position, stored.event_id, stored.stream_id) == row[:4]
+    assert (stored.stream_version, stored.recorded_at) == row[4:6]
+    assert msgspec.json.decode(stored.payload) == row[6]
