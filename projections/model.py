@@ -50,6 +50,10 @@ class Projection:
     event_types: frozenset[str]
     tables: tuple[str, ...]
     apply: ApplyFn
+    #: True when ``apply`` only ever adds rows (no update, no lookup, no conflict in a
+    #: bulk load): a rebuild then builds even the primary key after the fill, in one sort,
+    #: instead of inserting every row into it (order_history: ~0.5 s less per 1M events).
+    append_only: bool = False
 
     def live_tables(self) -> Tables:
         """The tables the live runner writes."""

@@ -51,7 +51,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
                 event.order_id,
                 stored.stream_version,
                 stored.event_type,
-                stored.recorded_at,
+                stored.recorded_at_text,
                 stored.actor,
                 stored.correlation_id,
                 # As stored when it is the current shape; upcast events re-encoded.
@@ -64,4 +64,4 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
     return Affected()
 
 
-PROJECTION = Projection(NAME, VERSION, EVENT_TYPES, (NAME,), apply)
+PROJECTION = Projection(NAME, VERSION, EVENT_TYPES, (NAME,), apply, append_only=True)

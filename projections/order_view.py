@@ -8,7 +8,6 @@ version, i.e. the ``stream_version`` of the last order event applied.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,11 +62,11 @@ _LATER = {"id": "uuid"} | {
 class _Later:
     status: str | None = None
     paid_amount: int | None = None
-    paid_at: dt.datetime | None = None
-    shipped_at: dt.datetime | None = None
+    paid_at: str | None = None
+    shipped_at: str | None = None
     refund: int | None = None
     cancel_reason: str | None = None
-    cancelled_at: dt.datetime | None = None
+    cancelled_at: str | None = None
     version: int = 0
 
 
@@ -104,13 +103,13 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
             change.status, change.paid_amount, change.paid_at = (
                 "paid",
                 event.amount,
-                stored.recorded_at,
+                stored.recorded_at_text,
             )
         elif isinstance(event, OrderShipped):
-            change.status, change.shipped_at = "shipped", stored.recorded_at
+            change.status, change.shipped_at = "shipped", stored.recorded_at_text
         elif isinstance(event, OrderCancelled):
             change.status, change.refund = "cancelled", event.refund
-            change.cancel_reason, change.cancelled_at = event.reason, stored.recorded_at
+            change.cancel_reason, change.cancelled_at = event.reason, stored.recorded_at_text
     if placed:
         # An order placed in this batch is written ONCE with its folded later state (in a
         # catch-up OrderPlaced and OrderPaid usually share a batch): inserting it and then
@@ -124,7 +123,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
                     event.customer_id,
                     msgspec.Raw(_lines_json(event)),
                     event.total,
-                    stored.recorded_at,
+                    stored.recorded_at_text,
                     max(stored.stream_version, change.version),
                     change.status or "placed",
                     change.paid_amount or 0,

@@ -9,7 +9,6 @@ same transaction is what makes those deltas exactly-once.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,13 +56,13 @@ class _Change:
     units: int = 0
     revenue: int = 0
     events: int = 0
-    at: dt.datetime | None = None
+    at: str | None = None
 
 
 def _fold(events: Sequence[StoredEvent]) -> dict[str, _Change]:
     changes: dict[str, _Change] = {}
 
-    def touch(sku: str, at: dt.datetime) -> _Change:
+    def touch(sku: str, at: str) -> _Change:
         change = changes.setdefault(sku, _Change())
         change.events += 1
         change.at = at
@@ -71,7 +70,7 @@ def _fold(events: Sequence[StoredEvent]) -> dict[str, _Change]:
 
     for stored in events:
         event = stored.event()
-        at = stored.recorded_at
+        at = stored.recorded_at_text
         if isinstance(event, ProductAdded):
             c = touch(event.sku, at)
             c.name, c.price, c.status = event.name, event.price, "active"
@@ -114,7 +113,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
     )
     unnest = (
         "unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::bigint[],"
-        " %b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[])"
+        " %b::bigint[], %b::bigint[], %b::bigint[], %b::text[]::timestamptz[])"
         " AS u(sku, name, price, status, on_hand, reserved, units, revenue, n, at)"
     )
     cur.execute(

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, TextIO
@@ -117,15 +117,18 @@ def _indexes(conn: psycopg.Connection[Any], table: str) -> list[_Index]:
 
 
 def _create_shadows(
-    conn: psycopg.Connection[Any], tables: Sequence[str], *, unlogged: bool
+    conn: psycopg.Connection[Any], tables: Sequence[str], appended: Collection[str]
 ) -> dict[str, list[_Index]]:
-    """Shadow tables shaped like the live ones, primary key only.
+    """Shadow tables shaped like the live ones, with their primary key only, except the
+    ``appended`` tables (of append-only projections), which get it in :func:`_finish_table`.
 
-    UNLOGGED while they are filled (no WAL per row); :func:`_finish_table` turns them into
-    ordinary tables before indexes are built and long before the swap.
+    Ordinary (logged) tables: the rows arrive by COPY, whose WAL is one record per page of
+    tuples, and that costs the server less than filling UNLOGGED tables and rewriting each
+    with ``SET LOGGED`` at the end (1M events: ~1 s less CPU, docs/benchmarks.md).
+    Autovacuum is off while they fill (it would scan them again and again as they grow);
+    :func:`_finish_table` vacuums and analyzes each once and turns it back on.
     """
     found: dict[str, list[_Index]] = {}
-    kind = "UNLOGGED TABLE" if unlogged else "TABLE"
     with conn.transaction():
         for table in tables:
             shadow = f"read.{table}{SHADOW_SUFFIX}"
@@ -133,11 +136,12 @@ def _create_shadows(
             found[table] = indexes
             conn.execute(f"DROP TABLE IF EXISTS {shadow}")
             conn.execute(
-                f"CREATE {kind} {shadow} (LIKE read.{table} INCLUDING DEFAULTS"
+                f"CREATE TABLE {shadow} (LIKE read.{table} INCLUDING DEFAULTS"
                 " INCLUDING GENERATED INCLUDING CONSTRAINTS)"
+                " WITH (autovacuum_enabled = false)"
             )
             for index in indexes:
-                if index.primary:
+                if index.primary and table not in appended:
                     conn.execute(
                         f"ALTER TABLE {shadow} ADD CONSTRAINT {index.name}{SHADOW_SUFFIX}"
                         f" {index.definition}"
@@ -146,15 +150,25 @@ def _create_shadows(
 
 
 def _finish_table(
-    conn: psycopg.Connection[Any], table: str, indexes: list[_Index], *, unlogged: bool
+    conn: psycopg.Connection[Any], table: str, indexes: list[_Index], *, appended: bool
 ) -> None:
-    """Make one shadow crash-safe (one sequential WAL write of the table) and build its
-    secondary indexes (once, at the end: much faster than maintaining them row by row)."""
+    """Build one shadow's secondary indexes (once, at the end: much faster than
+    maintaining them row by row) and, for an ``appended`` table, its primary key (a
+    duplicate row fails the rebuild here), then VACUUM ANALYZE it and turn autovacuum on.
+
+    The table goes live with planner statistics and a visibility map, as after any bulk
+    load, and autovacuum has no reason to start on it at once: a table autovacuum is
+    working on holds up the swap's ``ALTER TABLE`` until the deadlock check cancels the
+    worker (``deadlock_timeout``, 1 s by default, per table).
+    """
     shadow = f"read.{table}{SHADOW_SUFFIX}"
-    if unlogged:
-        conn.execute(f"ALTER TABLE {shadow} SET LOGGED")
     for index in indexes:
         if index.primary:
+            if appended:
+                conn.execute(
+                    f"ALTER TABLE {shadow} ADD CONSTRAINT {index.name}{SHADOW_SUFFIX}"
+                    f" {index.definition}"
+                )
             continue
         prefix = f" {index.name} ON read.{table} "
         if prefix not in index.definition:
@@ -162,19 +176,22 @@ def _finish_table(
         conn.execute(
             index.definition.replace(prefix, f" {index.name}{SHADOW_SUFFIX} ON {shadow} ", 1)
         )
+    conn.execute(f"VACUUM (ANALYZE) {shadow}")
+    conn.execute(f"ALTER TABLE {shadow} RESET (autovacuum_enabled)")
 
 
 def _finish_tables(
     conns: Sequence[psycopg.Connection[Any]],
     indexes: dict[str, list[_Index]],
-    *,
-    unlogged: bool,
+    appended: Collection[str],
 ) -> None:
-    """:func:`_finish_table` for every shadow, spread over ``conns`` so the server rewrites
-    and indexes them in parallel (a psycopg connection serialises its own users)."""
+    """:func:`_finish_table` for every shadow, spread over ``conns`` so the server indexes
+    them in parallel (a psycopg connection serialises its own users)."""
     with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="rebuild-finish") as pool:
         finishing = [
-            pool.submit(_finish_table, conns[i % len(conns)], table, found, unlogged=unlogged)
+            pool.submit(
+                _finish_table, conns[i % len(conns)], table, found, appended=table in appended
+            )
             for i, (table, found) in enumerate(indexes.items())
         ]
         for future in finishing:
@@ -314,7 +331,6 @@ def rebuild_projections(
     *,
     out: TextIO | None = None,
     batch_size: int = REBUILD_BATCH,
-    unlogged: bool = True,
 ) -> list[RebuildSummary]:
     """Rebuild ``projections`` in one pass over the log and swap them all in at once.
 
@@ -328,6 +344,7 @@ def rebuild_projections(
     projections = sorted(projections, key=lambda p: p.name)
     names = [p.name for p in projections]
     tables = [t for p in projections for t in p.tables]
+    appended = {t for p in projections if p.append_only for t in p.tables}
     try:
         write = connect(settings.database_url, autocommit=True)
         read = connect(settings.effective_read_database_url, autocommit=True)
@@ -353,13 +370,13 @@ def rebuild_projections(
         swapped = False
         done = dict.fromkeys(names, 0)
         try:
-            indexes = _create_shadows(read, tables, unlogged=unlogged)
+            indexes = _create_shadows(read, tables, appended)
             types = frozenset().union(*(p.event_types for p in projections))
             progress = Progress(out, "+".join(names), count_after(write, START, types))
             point = _replay(
                 write, appliers, projections, START, batch_size, progress, done, commit_each=True
             )
-            _finish_tables(appliers, indexes, unlogged=unlogged)
+            _finish_tables(appliers, indexes, appended)
             point = _replay(
                 write, appliers, projections, point, batch_size, progress, done, commit_each=True
             )

@@ -103,6 +103,14 @@ def test_rebuild_under_load_reproduces_every_view(settings: Settings) -> None:
     with connect(settings.database_url) as conn:
         states = conn.execute("SELECT state FROM read.projection_state").fetchall()
         assert {s[0] for s in states} == {"live"}
+        # The swapped-in tables went live vacuumed and analyzed, with autovacuum back on.
+        tables = conn.execute(
+            "SELECT s.relname, c.reloptions, s.last_vacuum IS NOT NULL, s.last_analyze IS NOT NULL"
+            " FROM pg_class AS c JOIN pg_stat_user_tables AS s ON s.relid = c.oid"
+            " WHERE s.schemaname = 'read' AND s.relname = ANY(%s)",
+            (list(VIEWS),),
+        ).fetchall()
+        assert sorted(tables) == [(name, None, True, True) for name in sorted(VIEWS)]
     client = redis.Redis.from_url(settings.redis_url or "")
     # Swapping product_view drops the leaderboards; the query API reseeds them.
     assert client.exists(TOP_PRODUCTS_BY_UNITS, TOP_PRODUCTS_COMPLETE) == 0
