@@ -63,24 +63,18 @@ def _fold(events: Sequence[StoredEvent]) -> dict[str, _Change]:
     changes: dict[str, _Change] = {}
 
     def touch(sku: str, at: str) -> _Change:
-        change = changes.setdefault(sku, _Change())
+        change = changes.get(sku)
+        if change is None:
+            change = changes[sku] = _Change()
         change.events += 1
         change.at = at
         return change
 
+    # Stock and order events first: they are nearly all of a busy log.
     for stored in events:
         event = stored.event()
         at = stored.recorded_at_text
-        if isinstance(event, ProductAdded):
-            c = touch(event.sku, at)
-            c.name, c.price, c.status = event.name, event.price, "active"
-        elif isinstance(event, ProductUpdated):
-            c = touch(event.sku, at)
-            c.name = event.name if event.name is not None else c.name
-            c.price = event.price if event.price is not None else c.price
-        elif isinstance(event, ProductDiscontinued):
-            touch(event.sku, at).status = "discontinued"
-        elif isinstance(event, _STOCK):
+        if isinstance(event, _STOCK):
             c = touch(event.sku, at)
             c.on_hand, c.reserved = event.on_hand, event.reserved
         elif isinstance(event, OrderPlaced | OrderCancelled):
@@ -89,6 +83,15 @@ def _fold(events: Sequence[StoredEvent]) -> dict[str, _Change]:
                 c = touch(line.sku, at)
                 c.units += sign * line.quantity
                 c.revenue += sign * line.quantity * line.unit_price
+        elif isinstance(event, ProductAdded):
+            c = touch(event.sku, at)
+            c.name, c.price, c.status = event.name, event.price, "active"
+        elif isinstance(event, ProductUpdated):
+            c = touch(event.sku, at)
+            c.name = event.name if event.name is not None else c.name
+            c.price = event.price if event.price is not None else c.price
+        elif isinstance(event, ProductDiscontinued):
+            touch(event.sku, at).status = "discontinued"
     return changes
 
 

@@ -183,7 +183,7 @@ def run_batch(
             )
             if error is not None:
                 result = _record_failure(
-                    read_conn, projection, state, batch.events, done, error, max_retries
+                    write_conn, read_conn, projection, state, batch.events, done, error, max_retries
                 )
                 refresh_cache(redis, products, orders, cache_ttl, projection.name)
                 return result
@@ -244,6 +244,7 @@ def log_applied(result: BatchResult) -> None:
 
 
 def _record_failure(
+    write_conn: psycopg.Connection[Any],
     read_conn: psycopg.Connection[Any],
     projection: Projection,
     state: State,
@@ -254,6 +255,12 @@ def _record_failure(
 ) -> BatchResult:
     """Keep the clean prefix, count the attempt, and stall after ``max_retries`` retries."""
     bad = events[done]
+    found = write_conn.execute(
+        "SELECT event_id::text FROM write.event_log"
+        " WHERE transaction_id = %s::text::xid8 AND position = %s",
+        (str(bad.transaction_id), bad.position),
+    ).fetchone()
+    event_id = found[0] if found else None
     checkpoint = events[done - 1].point if done else state.checkpoint
     attempts = state.attempts + 1
     stalled = attempts > max_retries
@@ -269,7 +276,7 @@ def _record_failure(
             done,
             attempts,
             message,
-            bad.event_id,
+            event_id,
             bad.position,
             stalled,
             projection.name,
@@ -284,11 +291,11 @@ def _record_failure(
             "projection %s %s on event %s (position %s, %s): %s",
             projection.name,
             "stalled" if stalled else f"failed (attempt {attempts} of {max_retries + 1})",
-            bad.event_id,
+            event_id,
             bad.position,
             bad.event_type,
             message,
-            extra={"projection": projection.name, "event_id": bad.event_id},
+            extra={"projection": projection.name, "event_id": event_id},
         )
     finally:
         correlation_id.reset(token)

@@ -7,7 +7,7 @@ import psycopg
 
 from orderdesk.database import connect, libpq_url
 from projections.reader import START, read_batch
-from shared_contracts.events import EVENT_TYPES
+from shared_contracts.events import EVENT_TYPES, stream_of
 from shared_contracts.tokens import LogPoint
 from tests.eventlog import Shop, append
 
@@ -19,7 +19,7 @@ def _read_all(conn: psycopg.Connection, after: LogPoint) -> tuple[list[str], Log
     seen: list[str] = []
     while True:
         batch = read_batch(conn, after, TYPES, limit=2)
-        seen += [f"{e.event_type}:{e.stream_id}" for e in batch.events]
+        seen += [f"{e.event_type}:{stream_of(e.event())[1]}" for e in batch.events]
         after = batch.next_checkpoint(after)
         if batch.complete:
             return seen, after
@@ -154,12 +154,12 @@ def test_an_event_reads_back_exactly_as_it_was_written(db_url: str) -> None:
             append(conn, [placed], actor=awkward, correlation_id="req-1")
         (stored,) = read_batch(conn, START, ["OrderPlaced"], limit=10).events
         row = conn.execute(
-            "SELECT transaction_id::text::bigint, position, event_id::text, stream_id,"
-            " stream_version, recorded_at, payload FROM write.event_log"
+            "SELECT transaction_id::text::bigint, position, stream_version, recorded_at,"
+            " payload FROM write.event_log"
         ).fetchone()
     assert row is not None
     assert stored.event() == placed
     assert (stored.actor, stored.correlation_id) == (awkward, "req-1")
-    assert (stored.transaction_id, stored.position, stored.event_id, stored.stream_id) == row[:4]
-    assert (stored.stream_version, stored.recorded_at) == row[4:6]
-    assert msgspec.json.decode(stored.payload) == row[6]
+    assert (stored.transaction_id, stored.position, stored.stream_version) == row[:3]
+    assert stored.recorded_at == row[3]
+    assert msgspec.json.decode(stored.payload) == row[4]

@@ -56,12 +56,15 @@ def test_poison_event_stalls_only_its_projection_until_retried(
         }
         assert sleeps == [0.1, 0.2]  # two retries with growing backoff, then stalled
         row = read.execute(
-            "SELECT state, checkpoint_pos, failed_event_position, last_error, attempts"
-            " FROM read.projection_state WHERE name = 'product_view'"
+            "SELECT state, checkpoint_pos, failed_event_position, last_error, attempts,"
+            " failed_event_id::text FROM read.projection_state WHERE name = 'product_view'"
         ).fetchone()
         assert row is not None
-        state, checkpoint_pos, failed_pos, error, attempts = row
+        state, checkpoint_pos, failed_pos, error, attempts, failed_id = row
         assert (state, failed_pos, attempts) == ("stalled", bad.position, 3)
+        assert (failed_id,) == read.execute(
+            "SELECT event_id::text FROM write.event_log WHERE position = %s", (bad.position,)
+        ).fetchone()
         assert checkpoint_pos == bad.position - 1  # the events before it were applied
         assert "ValidationError" in error
         # The other projections went past the poison event.
