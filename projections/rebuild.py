@@ -1,11 +1,12 @@
 """Rebuild a projection from the start of the log without taking it offline.
 
 1. Create shadow tables ``read.<table>__rebuild`` shaped like the live ones (primary key
-   only: secondary indexes are built once at the end, which is much faster than
-   maintaining them row by row).
-2. Replay the whole log into them in large batches, one commit per batch, while the live
-   tables keep serving and the live projector keeps running.
-3. Build the secondary indexes, catch up again.
+   only, none at all for an append-only projection: indexes are built once at the end,
+   which is much faster than maintaining them row by row).
+2. Replay the whole log into them in large batches (new rows by COPY: the shadows get
+   every event exactly once), one commit per batch, while the live tables keep serving
+   and the live projector keeps running.
+3. Build the remaining indexes, VACUUM ANALYZE each shadow, catch up again.
 4. In ONE short transaction: take the projection's advisory lock (the live runner waits),
    apply the last events, swap the tables by renaming them, and move the checkpoint,
    version and state — readers see the old tables or the new ones, never a mix.
