@@ -25,9 +25,11 @@ def insert_new(
     rows: Sequence[Sequence[Any]],
     *,
     bulk_load: bool,
+    returning: bool = False,
 ) -> list[Any]:
     """Insert ``rows`` (values in the order of ``columns``: column name -> SQL type) unless
-    a row with the same key exists; the first column's value of each row inserted.
+    a row with the same key exists; with ``returning``, the first column's value of each
+    row inserted (else ``[]``).
 
     A ``jsonb`` column's values are ``msgspec.Raw`` JSON (or None). With ``bulk_load``
     the rows are COPYed and all of them are inserted.
@@ -46,12 +48,12 @@ def insert_new(
                             values[i] = str(memoryview(values[i]), "utf-8")
                     row = values
                 copy.write_row(row)
-        return [row[0] for row in rows]
+        return [row[0] for row in rows] if returning else []
     listed = ", ".join(names)
     selected = ", ".join(f"r.{name}" for name in names)
     cur.execute(
         f"INSERT INTO {table} ({listed}) SELECT {selected} FROM {recordset('r', columns)}"
-        f" ON CONFLICT DO NOTHING RETURNING {names[0]}::text",
+        " ON CONFLICT DO NOTHING" + (f" RETURNING {names[0]}::text" if returning else ""),
         (rows_json([dict(zip(names, row, strict=True)) for row in rows]),),
     )
-    return [found[0] for found in cur.fetchall()]
+    return [found[0] for found in cur.fetchall()] if returning else []

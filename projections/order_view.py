@@ -134,7 +134,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
                     change.cancelled_at,
                 )
             )
-        inserted = insert_new(cur, table, _PLACED, rows, bulk_load=tables.bulk_load)
+        inserted = insert_new(cur, table, _PLACED, rows, bulk_load=tables.bulk_load, returning=True)
         # Rows that already existed (a replayed OrderPlaced) get their later state from the
         # UPDATE below, exactly as before; the inserted ones are complete.
         for order_id in inserted:
