@@ -175,7 +175,9 @@ def lag_group(stack: Stack, sizes: Sizes, record: Recorder) -> None:
 
 
 def projection_group(stack: Stack, sizes: Sizes, record: Recorder) -> None:
-    """Catch-up and rebuild at each log size (the eventsourcing read rate is its baseline)."""
+    """Catch-up and rebuild at each log size, each followed by the eventsourcing read+decode
+    rate, their baseline (one more ``es.read`` sample beside every rebuild: the rate is
+    compared with the median of all of them, not with a few taken minutes earlier)."""
     for rep in range(sizes.repetitions):
         for events in sizes.log_sizes:
             print(f"projections, {events:,} events, repetition {rep + 1}", flush=True)
@@ -183,6 +185,7 @@ def projection_group(stack: Stack, sizes: Sizes, record: Recorder) -> None:
                 f"{k}@{events}" for k in ("catchup.eps", "rebuild.eps", "rebuild.s", "rss.mb")
             )
             record(keys, functools.partial(scenarios.projection, stack, events))
+            record(("es.read",), lambda: scenarios.eventsourcing_read(stack, sizes))
 
 
 def setup_facts(stack: Stack, sizes: Sizes, argv: list[str]) -> dict[str, object]:

@@ -155,6 +155,22 @@ def eventsourcing(stack: Stack, sizes: Sizes) -> dict[str, float]:
     }
 
 
+def eventsourcing_read(stack: Stack, sizes: Sizes) -> dict[str, float]:
+    """The eventsourcing library's read+decode rate alone (the rebuild's baseline)."""
+    out = run_json(
+        [
+            "-m",
+            "bench.baselines.eventsourcing_baseline",
+            "--database-url",
+            stack.database("bench_eventsourcing"),
+            "--events",
+            str(2 * sizes.es_events),
+            "--read-only",
+        ]
+    )
+    return {"es.read": out["read_decode_eps"]}
+
+
 def pgbench(stack: Stack, sizes: Sizes) -> dict[str, float]:
     """pgbench: one order row + one event row per transaction, 32 clients."""
     out = run_json(

@@ -8,7 +8,9 @@ Measured on the same PostgreSQL server as orderdesk (its own database):
   a domain event, events/s (what a projection rebuild must at least do).
 
 Run: ``python -m bench.baselines.eventsourcing_baseline --database-url URL --events N``;
-prints one JSON object.
+prints one JSON object. With ``--read-only`` only the read is measured (after saving
+``N`` aggregates first if the log holds fewer events): ``python -m bench`` runs that
+right beside each projection rebuild, so the two are compared in the same minutes.
 """
 
 from __future__ import annotations
@@ -100,8 +102,19 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--events", type=int, default=5000, help="aggregates saved per mode")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--read-only", action="store_true", help="measure the read only")
     args = parser.parse_args()
     app = application(args.database_url, pool_size=args.threads)
+    if args.read_only:
+        try:
+            _, count = read_rate(app)
+            if count < args.events:
+                _save(app, args.events - count)
+            read, count = read_rate(app)
+        finally:
+            app.close()
+        print(json.dumps({"read_decode_eps": read, "events_read": count}))
+        return
     try:
         _save(app, 50)  # warm-up: connections, tables, first-use costs
         sequential = save_rate(app, args.events, threads=1)
