@@ -136,18 +136,24 @@ def orders_raw(raw_url: str, sizes: Sizes) -> dict[str, float]:
     }
 
 
-def eventsourcing(stack: Stack, sizes: Sizes) -> dict[str, float]:
-    """The eventsourcing library: save (sequential, 4 threads) and read+decode rates."""
-    out = run_json(
+def _eventsourcing_baseline(stack: Stack, events: int, *extra: str) -> Any:
+    """Run bench/baselines/eventsourcing_baseline.py on its database; its JSON answer."""
+    return run_json(
         [
             "-m",
             "bench.baselines.eventsourcing_baseline",
             "--database-url",
             stack.database("bench_eventsourcing"),
             "--events",
-            str(sizes.es_events),
+            str(events),
+            *extra,
         ]
     )
+
+
+def eventsourcing(stack: Stack, sizes: Sizes) -> dict[str, float]:
+    """The eventsourcing library: save (sequential, 4 threads) and read+decode rates."""
+    out = _eventsourcing_baseline(stack, sizes.es_events)
     return {
         "es.save_seq": out["save_sequential_eps"],
         "es.save_4t": out["save_threads_eps"],
@@ -157,17 +163,7 @@ def eventsourcing(stack: Stack, sizes: Sizes) -> dict[str, float]:
 
 def eventsourcing_read(stack: Stack, sizes: Sizes) -> dict[str, float]:
     """The eventsourcing library's read+decode rate alone (the rebuild's baseline)."""
-    out = run_json(
-        [
-            "-m",
-            "bench.baselines.eventsourcing_baseline",
-            "--database-url",
-            stack.database("bench_eventsourcing"),
-            "--events",
-            str(2 * sizes.es_events),
-            "--read-only",
-        ]
-    )
+    out = _eventsourcing_baseline(stack, 2 * sizes.es_events, "--read-only")
     return {"es.read": out["read_decode_eps"]}
 
 
