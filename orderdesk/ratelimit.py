@@ -65,7 +65,10 @@ for i, key in ipairs(KEYS) do
     out[#out + 1] = math.ceil(allow_at - now)
     out[#out + 1] = 0
   else
-    redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+    -- At least 1 ms: with a limit so high that one request's share of the window is
+    -- below the clock's precision, new_tat rounds back to now (and PX 0 is an error).
+    local ttl = math.max(1, math.ceil(new_tat - now))
+    redis.call('SET', key, string.format('%.3f', new_tat), 'PX', ttl)
     out[#out + 1] = 1
     out[#out + 1] = 0
     out[#out + 1] = math.floor((window - (new_tat - now)) / interval)

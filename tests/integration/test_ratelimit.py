@@ -19,7 +19,7 @@ from orderdesk.auth import TokenVerifier
 from orderdesk.embedded import EmbeddedValkey
 from orderdesk.http import RequestContextMiddleware, exception_handlers
 from orderdesk.metrics import Metrics, create_metrics
-from orderdesk.ratelimit import RateLimiter, RateLimitMiddleware, scope_subject
+from orderdesk.ratelimit import Decision, RateLimiter, RateLimitMiddleware, scope_subject
 from orderdesk.redis_client import async_redis
 from orderdesk.settings import Settings
 from tests.support import TEST_JWT_SECRET, bearer, poll_until
@@ -151,6 +151,26 @@ def test_fails_open_with_one_warning_when_redis_is_down(
             timeout=10,
             message="limiter working again after Redis restarted",
         )
+
+
+def test_a_limit_far_above_any_load_counts_instead_of_failing_open(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A billion a minute: one request's share of the window (0.06 us) is below what the
+    # script's millisecond clock can add, which once made Redis refuse the key's expiry.
+    async def checks() -> list[Decision]:
+        client = async_redis(redis_url)
+        limiter = RateLimiter(client, limit=1_000_000_000, window=60)
+        try:
+            return [await limiter.check("sub:bulk") for _ in range(3)]
+        finally:
+            await client.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="orderdesk.ratelimit"):
+        decisions = asyncio.run(checks())
+    # Counted by Redis (a failed-open decision carries no "remaining"), without a warning.
+    assert all(d.allowed and d.remaining is not None for d in decisions), decisions
+    assert not [r for r in caplog.records if r.name == "orderdesk.ratelimit"]
 
 
 def test_concurrent_requests_share_round_trips_and_each_one_counts(redis_url: str) -> None:
