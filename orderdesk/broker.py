@@ -1,8 +1,9 @@
 """The Dramatiq broker of every process that sends or consumes ``project`` messages.
 
 ``ORDERDESK_BROKER_URL`` picks the engine: ``redis://`` (also ``rediss://``, ``unix://``)
-gives a RedisBroker, ``amqp://`` (``amqps://``) a RabbitmqBroker. The relay, the worker and
-``orderdesk projections retry`` all build their broker here, so they can never disagree.
+gives a RedisBroker with a doorbell (:mod:`orderdesk.doorbell_broker`), ``amqp://``
+(``amqps://``) a RabbitmqBroker. The relay, the worker and ``orderdesk projections retry``
+all build their broker here, so they can never disagree.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ def make_broker(url: str) -> dramatiq.Broker:
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in REDIS_SCHEMES:
-        from dramatiq.brokers.redis import RedisBroker
+        from orderdesk.doorbell_broker import DoorbellRedisBroker
 
-        return RedisBroker(url=url)  # type: ignore[no-untyped-call]
+        return DoorbellRedisBroker(url=url)
     if scheme in AMQP_SCHEMES:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

@@ -39,12 +39,13 @@ SLICE_SECONDS = 2.0
 #: its last batch as our events commit), a bounded number of times.
 LOCKED_RETRY_MS = 150
 LOCKED_MAX_HOPS = 3
-#: How long Dramatiq's consumer may sleep when it finds the queue empty. Its idle poll
-#: backs off exponentially up to this bound (with jitter, half to all of it), and a wakeup
-#: that arrives meanwhile waits out the sleep: at 100 ms that was most of the lag's p99
-#: (commit -> visible at 200 orders/s: p99 39-67 ms; at 10 ms 25-26 ms). The price is
-#: the idle poll: ~6.5% of a core for an idle worker and ~2% for Redis, against ~2%.
-IDLE_POLL_MS = 10
+#: Dramatiq's worker timeout: how often an idle worker thread, and a RabbitMQ consumer,
+#: wake up to look around (and so the resolution of a delayed message's due time). It no
+#: longer bounds a wakeup's delay: on Redis the consumer blocks on a doorbell that every
+#: enqueue rings (:mod:`orderdesk.doorbell_broker`); RabbitMQ pushes. (With Dramatiq's
+#: polling Redis consumer this had to be 10 ms: at 100 ms the consumer's idle sleep was
+#: most of the lag's p99; at 10 ms the idle poll cost ~10% of a core plus ~3% in Redis.)
+WORKER_TIMEOUT_MS = 100
 
 
 def _pool(url: str, size: int, name: str) -> ConnectionPool:
@@ -206,7 +207,7 @@ def run_worker(
     projector.actor = declare_project_actor(broker, projector.project)
     write_pool.open()
     read_pool.open()
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=IDLE_POLL_MS)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=WORKER_TIMEOUT_MS)
     worker.start()
     log.info(
         "worker started", extra={"threads": threads, "projections": list(registry.PROJECTIONS)}

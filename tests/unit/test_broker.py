@@ -7,6 +7,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from orderdesk.broker import make_broker, project_message
+from orderdesk.doorbell_broker import DoorbellRedisBroker
 from projections.registry import PROJECTIONS
 from shared_contracts.messages import ACTOR_NAME, PROJECTION_NAMES, QUEUE_NAME
 
@@ -14,9 +15,16 @@ from shared_contracts.messages import ACTOR_NAME, PROJECTION_NAMES, QUEUE_NAME
 @pytest.mark.parametrize(
     "url", ["redis://127.0.0.1:6399/0", "rediss://cache.example:6380/1", "unix:///tmp/r.sock"]
 )
-def test_redis_urls_give_a_redis_broker(url: str) -> None:
+def test_redis_urls_give_a_redis_broker_with_a_doorbell(url: str) -> None:
     broker = make_broker(url)
-    assert isinstance(broker, RedisBroker)
+    assert isinstance(broker, RedisBroker) and isinstance(broker, DoorbellRedisBroker)
+
+
+@pytest.mark.parametrize("waits", [{"idle_wait": 0}, {"delay_wait": -1.0}])
+def test_a_doorbell_wait_must_be_positive(waits: dict[str, float]) -> None:
+    # BLPOP with a timeout of 0 would block for ever.
+    with pytest.raises(ValueError, match="must be positive"):
+        DoorbellRedisBroker(url="redis://127.0.0.1:6399/0", **waits)
 
 
 @pytest.mark.parametrize("url", ["amqp://guest:guest@127.0.0.1:5699/", "AMQPS://mq.example/vh"])
