@@ -150,8 +150,13 @@ def servers(work_dir: Path) -> Iterator[tuple[str, str, bool]]:
 
 
 @contextlib.contextmanager
-def running_stack(work_dir: Path, *, worker_threads: int = 2) -> Iterator[Stack]:
-    """Servers, migrated database and the four orderdesk processes; all stopped on exit."""
+def running_stack(
+    work_dir: Path, *, worker_threads: int = 2, log_level: str = "WARNING"
+) -> Iterator[Stack]:
+    """Servers, migrated database and the four orderdesk processes; all stopped on exit.
+
+    The processes log at ``log_level`` (WARNING: the INFO lines cost CPU under load) into
+    ``work_dir/logs``."""
     work_dir = work_dir.resolve()
     with servers(work_dir) as (server_url, redis_url, embedded):
         recreate_databases(server_url, DATABASES)
@@ -160,7 +165,7 @@ def running_stack(work_dir: Path, *, worker_threads: int = 2) -> Iterator[Stack]
             redis_url=redis_url,
             data_dir=work_dir,
             jwt_secret=BENCH_JWT_SECRET,
-            log_level="WARNING",
+            log_level=log_level,
             command_port=free_port(),
             query_port=free_port(),
             worker_metrics_port=free_port(),
