@@ -9,7 +9,10 @@ the stale fill loses the read-fill/invalidate race (DESIGN.md §5).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 # KEYS[1] = key; ARGV[1] = version; ARGV[2] = payload; ARGV[3] = ttl seconds.
 SET_IF_NEWER = """
@@ -24,6 +27,10 @@ redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', ARGV[3])
 return 1
 """
 
+#: Writers send the script's SHA1 (EVALSHA), not its text, and load it only when the server
+#: does not know it: first use, or after a restart or ``SCRIPT FLUSH`` (NOSCRIPT).
+SET_IF_NEWER_SHA = hashlib.sha1(SET_IF_NEWER.encode()).hexdigest()
+
 
 def pack(version: int, payload: bytes) -> bytes:
     """The stored form of ``payload`` at ``version``."""
@@ -36,11 +43,10 @@ def unpack(raw: bytes) -> tuple[int, bytes]:
     return int(version), payload
 
 
-def set_if_newer_sync(client: Any, key: str, version: int, payload: bytes, ttl: int) -> bool:
-    """Store unless the cache holds a newer version (synchronous client)."""
-    return bool(client.eval(SET_IF_NEWER, 1, key, version, payload, ttl))
-
-
 async def set_if_newer(client: Any, key: str, version: int, payload: bytes, ttl: int) -> bool:
     """Store unless the cache holds a newer version (asyncio client)."""
-    return bool(await client.eval(SET_IF_NEWER, 1, key, version, payload, ttl))
+    try:
+        return bool(await client.evalsha(SET_IF_NEWER_SHA, 1, key, version, payload, ttl))
+    except NoScriptError:
+        await client.script_load(SET_IF_NEWER)
+        return bool(await client.evalsha(SET_IF_NEWER_SHA, 1, key, version, payload, ttl))

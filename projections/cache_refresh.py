@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 import psycopg
+from redis.exceptions import NoScriptError
 
-from orderdesk.cache import SET_IF_NEWER
+from orderdesk.cache import SET_IF_NEWER, SET_IF_NEWER_SHA
 from shared_contracts.views import (
     ORDER_COLUMNS,
     PRODUCT_COLUMNS,
@@ -56,25 +57,36 @@ def write_views(
 ) -> None:
     """Cache the views (newest version wins) and set absolute top-product scores.
 
-    One pipeline, one round trip, whatever the number of rows.
+    One pipeline, one round trip, whatever the number of rows: the script goes by its
+    SHA1, and only a server that answers NOSCRIPT (restarted, flushed) is sent its text and
+    the pipeline again (every command in it is idempotent).
     """
+    products, orders = list(products), list(orders)
+    try:
+        _views_pipeline(client, products, orders, ttl).execute()
+    except NoScriptError:
+        client.script_load(SET_IF_NEWER)
+        _views_pipeline(client, products, orders, ttl).execute()
+
+
+def _views_pipeline(
+    client: Any, products: list[ProductView], orders: list[OrderView], ttl: int
+) -> Any:
     pipe = client.pipeline(transaction=False)
-    # EVALSHA (the pipeline loads the script once) instead of sending its text per key.
-    set_if_newer = client.register_script(SET_IF_NEWER)
     units: dict[str, int] = {}
     revenue: dict[str, int] = {}
     for product in products:
         key = product_cache_key(product.sku)
-        set_if_newer(keys=[key], args=[product.version, _encoder.encode(product), ttl], client=pipe)
+        pipe.evalsha(SET_IF_NEWER_SHA, 1, key, product.version, _encoder.encode(product), ttl)
         units[product.sku] = product.units_sold
         revenue[product.sku] = product.revenue
     for order in orders:
         key = order_cache_key(order.id)
-        set_if_newer(keys=[key], args=[order.version, _encoder.encode(order), ttl], client=pipe)
+        pipe.evalsha(SET_IF_NEWER_SHA, 1, key, order.version, _encoder.encode(order), ttl)
     if units:
         pipe.zadd(TOP_PRODUCTS_BY_UNITS, units)
         pipe.zadd(TOP_PRODUCTS_BY_REVENUE, revenue)
-    pipe.execute()
+    return pipe
 
 
 def reset_after_rebuild(client: Any, projection: str) -> None:

@@ -54,6 +54,18 @@ def test_a_stale_fill_never_overwrites_what_the_projector_cached(
     assert second.headers["etag"] == '"2"'
 
 
+def test_a_miss_is_filled_even_when_redis_has_forgotten_the_script(
+    client: Any, conn: Any, settings: Settings
+) -> None:
+    add_product(conn, "MUG-2", name="Mug", version=3)
+    with redis.Redis.from_url(settings.redis_url or "") as direct:
+        direct.delete(product_cache_key("MUG-2"))
+        direct.script_flush()  # as after a restart: the fill meets NOSCRIPT first
+        assert client.get("/products/MUG-2").json()["version"] == 3
+        stored = direct.get(product_cache_key("MUG-2"))
+    assert stored is not None and unpack(stored)[0] == 3
+
+
 def test_flushed_redis_answers_from_postgres_and_rebuilds_top_products(
     client: Any, conn: Any, settings: Settings
 ) -> None:
