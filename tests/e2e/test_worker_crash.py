@@ -55,3 +55,34 @@ def test_worker_killed_mid_burst_then_restarted(settings: Settings, tmp_path: Pa
     finally:
         relay.stop()
         worker.stop()
+
+
+def test_worker_recovers_when_its_database_connections_are_killed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # As a database restart does it: every worker backend goes, mid-life, pools still full.
+    assert settings.database_url
+    shop = Shop(seed=4)
+    relay = Process(["relay"], settings, tmp_path / "relay.log")
+    worker = Process(["worker", "--threads", "2"], settings, tmp_path / "worker.log")
+    try:
+        with connect(settings.database_url, autocommit=True) as conn:
+
+            def projected(sku: str) -> bool:
+                row = conn.execute(
+                    "SELECT 1 FROM read.product_view WHERE sku = %s", (sku,)
+                ).fetchone()
+                return row is not None
+
+            append(conn, shop.add_product("BEFORE-1"))
+            poll_until(lambda: projected("BEFORE-1"), timeout=20, message="first projection")
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'orderdesk-worker-%'"
+            ).fetchone()
+            assert killed is not None and killed[0] >= 2
+            append(conn, shop.add_product("AFTER-1"))
+            poll_until(lambda: projected("AFTER-1"), timeout=20, message="projection after kill")
+    finally:
+        relay.stop()
+        assert worker.stop() == 0, worker.output()
