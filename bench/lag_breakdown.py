@@ -29,7 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import loadgen
+from bench import loadgen, scenarios
 from bench.stack import Stack, running_stack
 from orderdesk.auth import mint_token
 
@@ -42,15 +42,8 @@ async def place_and_wait(stack: Stack, rate: int, seconds: float) -> dict[str, t
     customer = mint_token(stack.settings, "breakdown-customer", ["customer"], 3600)
     host, port, _ = loadgen.split_url(stack.command_url)
     query_host, query_port, _ = loadgen.split_url(stack.query_url)
-    setup = loadgen.Connection(host, port)
-    json_staff = (("Authorization", f"Bearer {staff}"), ("Content-Type", "application/json"))
     skus = [f"LB-{i}" for i in range(5)]
-    for sku in skus:
-        product = json.dumps({"sku": sku, "name": sku, "price": 500}).encode()
-        await setup.send(loadgen.Request("POST", "/products", product, json_staff))
-        stock = b'{"quantity": 1000000}'
-        await setup.send(loadgen.Request("POST", f"/stock/{sku}/receipts", stock, json_staff))
-    setup.close()
+    await scenarios.prepare_catalog(stack, skus)
     times: dict[str, tuple[float, ...]] = {}
 
     async def one(i: int) -> None:
@@ -68,13 +61,8 @@ async def place_and_wait(stack: Stack, rate: int, seconds: float) -> dict[str, t
             answered = time.time()
             if placed.status != 201:
                 return
-            order = json.loads(placed.body)
-            wait = (
-                ("Authorization", f"Bearer {staff}"),
-                ("X-Consistency-Token", order["token"]),
-                ("X-Wait-Ms", "5000"),
-            )
-            got = await query.send(loadgen.Request("GET", f"/orders/{order['id']}", b"", wait))
+            wait = scenarios.visible_request(json.loads(placed.body), staff, wait_ms=5000)
+            got = await query.send(wait)
             if got.status == 200:
                 times[request_id] = (sent, answered, time.time())
         finally:

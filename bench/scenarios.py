@@ -189,7 +189,8 @@ def pgbench(stack: Stack, sizes: Sizes) -> dict[str, float]:
 # --- end-to-end lag -----------------------------------------------------------------------
 
 
-async def _prepare_catalog(stack: Stack, skus: list[str]) -> None:
+async def prepare_catalog(stack: Stack, skus: list[str]) -> None:
+    """Create ``skus`` through the command API and stock each with a million units."""
     staff = mint_token(stack.settings, "bench-staff", ["staff"], 3600)
     host, port, _ = loadgen.split_url(stack.command_url)
     conn = loadgen.Connection(host, port)
@@ -207,9 +208,20 @@ async def _prepare_catalog(stack: Stack, skus: list[str]) -> None:
     conn.close()
 
 
+def visible_request(placed: dict[str, Any], token: str, *, wait_ms: int) -> loadgen.Request:
+    """``GET /orders/{id}`` of a placed order, waiting up to ``wait_ms`` on its consistency
+    token: answered once the order is visible to readers."""
+    headers = (
+        ("Authorization", f"Bearer {token}"),
+        ("X-Consistency-Token", placed["token"]),
+        ("X-Wait-Ms", str(wait_ms)),
+    )
+    return loadgen.Request("GET", f"/orders/{placed['id']}", b"", headers)
+
+
 async def _lag(stack: Stack, rate: int, duration: float, tag: str) -> dict[str, float]:
     skus = [f"LAG-{tag}-{i}" for i in range(10)]
-    await _prepare_catalog(stack, skus)
+    await prepare_catalog(stack, skus)
     customers = [mint_token(stack.settings, f"lag-{i}", ["customer"], 3600) for i in range(32)]
     staff = mint_token(stack.settings, "lag-staff", ["staff"], 3600)
     host, port, _ = loadgen.split_url(stack.query_url)
@@ -231,13 +243,7 @@ async def _lag(stack: Stack, rate: int, duration: float, tag: str) -> dict[str, 
         nonlocal failures
         if response.status != 201:
             return
-        answer = json.loads(response.body)
-        headers = (
-            ("Authorization", f"Bearer {staff}"),
-            ("X-Consistency-Token", answer["token"]),
-            ("X-Wait-Ms", "10000"),
-        )
-        request = loadgen.Request("GET", f"/orders/{answer['id']}", b"", headers)
+        request = visible_request(json.loads(response.body), staff, wait_ms=10_000)
         conn = idle.pop() if idle else loadgen.Connection(host, port)
         try:
             try:
