@@ -35,7 +35,7 @@ COALESCE_SECONDS = 0.01
 #: ... and a busy log waits longer: this much per commit of the previous wakeup, up to
 #: MAX_COALESCE_SECONDS (see :func:`coalescing_gap`).
 COALESCE_PER_COMMIT = 0.002
-MAX_COALESCE_SECONDS = 0.05
+MAX_COALESCE_SECONDS = 0.1
 MAX_RECONNECT_DELAY = 5.0
 #: At most this many new events are named in one wakeup's log line (the rest, next time).
 LOG_EVENTS_LIMIT = 1000
@@ -92,11 +92,13 @@ def coalescing_gap(commits: int) -> float:
     """Seconds between two wakeups, after one that carried ``commits`` notifications.
 
     A sweep costs the worker about as much as a few dozen events of work whatever it
-    carries, so under load fewer, fuller sweeps project more per second: measured with 32
-    clients placing orders, worker CPU per order 425 -> 182 us with 50 ms between wakeups
-    instead of 10 (docs/benchmarks.md, "Third session"). Light traffic keeps the 10 ms
-    floor and its latency: a gap of g seconds carries rate * g commits, so it grows past
-    the floor only when rate * COALESCE_PER_COMMIT > 1, above 500 commits/s.
+    carries (~5 ms of CPU: its round trips and Dramatiq's thread handoffs), so under load
+    fewer, fuller sweeps project more per second: measured with 32 clients placing orders,
+    worker CPU per order 425 -> 182 us with 50 ms between wakeups instead of 10, and
+    130 -> 96 us with 100 ms instead of 50 (POST /orders +4%; docs/benchmarks.md, "Third
+    session" and "Fifth session"). Light traffic keeps the 10 ms floor and its latency: a
+    gap of g seconds carries rate * g commits, so it grows past the floor only when
+    rate * COALESCE_PER_COMMIT > 1, above 500 commits/s.
     """
     return min(MAX_COALESCE_SECONDS, max(COALESCE_SECONDS, commits * COALESCE_PER_COMMIT))
 
