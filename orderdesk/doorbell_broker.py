@@ -2,8 +2,8 @@
 
 Dramatiq's Redis consumer finds work by polling. When its queue is empty it sleeps (an
 exponential backoff up to the worker timeout) and fetches again, so the timeout trades a
-wakeup's delay against the cost of idling: at 10 ms an idle worker spent ~10% of a core
-and Redis ~3% more on empty fetches, and a wakeup still waited 4 ms on average for the
+wakeup's delay against the cost of idling: at 10 ms an idle worker spent ~8% of a core
+and Redis ~2% more on empty fetches, and a wakeup still waited 4 ms on average for the
 consumer's sleep to end — half of the projector's share of commit-to-visible lag.
 
 :class:`DoorbellRedisBroker` keeps Dramatiq's queues, Lua scripts, acknowledgements and
