@@ -38,7 +38,8 @@ def load_products(cur: psycopg.Cursor[Any], table: str, skus: Collection[str]) -
     """The committed-to-be rows of ``skus`` as views (call inside the batch transaction)."""
     if not skus:
         return []
-    cur.execute(f"SELECT {PRODUCT_COLUMNS} FROM {table} WHERE sku = ANY(%s)", (list(skus),))
+    query = f"SELECT {PRODUCT_COLUMNS} FROM {table} WHERE sku = ANY(%s)"
+    cur.execute(query, (list(skus),), prepare=False)  # planned as it is (projections.model)
     return [product_from_row(row) for row in cur.fetchall()]
 
 
@@ -47,7 +48,9 @@ def load_orders(cur: psycopg.Cursor[Any], table: str, ids: Collection[str]) -> l
     if not ids:
         return []
     cur.execute(
-        f"SELECT {ORDER_COLUMNS} FROM {table} WHERE order_id = ANY(%s::uuid[])", (list(ids),)
+        f"SELECT {ORDER_COLUMNS} FROM {table} WHERE order_id = ANY(%s::uuid[])",
+        (list(ids),),
+        prepare=False,  # planned for the table as it is (projections.model)
     )
     return [order_from_row(row) for row in cur.fetchall()]
 

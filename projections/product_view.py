@@ -127,6 +127,7 @@ def apply(cur: psycopg.Cursor[Any], events: Sequence[StoredEvent], tables: Table
         " version = p.version + u.n, updated_at = u.at"
         f" FROM {unnest} WHERE p.sku = u.sku RETURNING p.sku",
         cols,
+        prepare=False,  # planned for the table as it is (projections.model)
     )
     updated = {row[0] for row in cur.fetchall()}
     if len(updated) < len(skus):
