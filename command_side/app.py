@@ -68,7 +68,10 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
         try:
             yield {"pool": pool, "pool_recovery": PoolRecovery(pool), "row_queue": RowQueue()}
         finally:
+            limiter = live.get("limiter")
             live.clear()
+            if limiter is not None:
+                limiter.close()
             if client is not None:
                 await client.aclose()
             await pool.close()

@@ -13,7 +13,9 @@ Checks are batched: the requests that arrive while a script call is in flight go
 together in the next call, which checks each subject in turn (a subject named twice is
 counted twice). Under load a process makes one Redis round trip per batch instead of one
 per request; an idle process still answers each request after a single round trip. (All
-keys of a call must live on one Redis node: a Redis Cluster would need a hash tag.)
+keys of a call must live on one Redis node: a Redis Cluster would need a hash tag.) The
+calls go over the limiter's own connection (:mod:`orderdesk.redis_wire`): a lone check
+cost the command API 131 µs of CPU through redis-py, 75-78 µs this way.
 
 Redis is not the system of record here: when it is down or slow (short timeout) the limiter
 lets the request through and logs a warning, at most once per ``WARN_EVERY`` seconds.
@@ -22,12 +24,13 @@ lets the request through and logs a warning, at most once per ``WARN_EVERY`` sec
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
@@ -37,6 +40,7 @@ from orderdesk.auth import Principal
 from orderdesk.batching import RoundTripBatcher
 from orderdesk.metrics import Metrics
 from orderdesk.problems import ProblemError, problem_response
+from orderdesk.redis_wire import RedisWire, ReplyError, address_of
 from orderdesk.settings import Settings
 
 log = logging.getLogger("orderdesk.ratelimit")
@@ -76,6 +80,7 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+_GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()
 
 _Answer = tuple[int, int, int]
 
@@ -100,6 +105,7 @@ class RateLimiter:
         window: float,
         timeout: float = TIMEOUT,
         metrics: Metrics | None = None,
+        wire: RedisWire | None = None,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("rate limit and window must be positive")
@@ -108,6 +114,7 @@ class RateLimiter:
         self.window_ms = window * 1000.0
         self.timeout = timeout
         self.metrics = metrics
+        self.wire = wire
         self._script = redis.register_script(_GCRA)
         self._last_warning = -math.inf
         self._batches: RoundTripBatcher[str, _Answer] = RoundTripBatcher(
@@ -123,17 +130,29 @@ class RateLimiter:
     def from_settings(
         cls, settings: Settings, redis: aredis.Redis, metrics: Metrics | None = None
     ) -> RateLimiter:
-        """``settings.rate_limit`` requests per ``settings.rate_limit_window`` seconds."""
+        """``settings.rate_limit`` requests per ``settings.rate_limit_window`` seconds, its
+        script calls on a :class:`~orderdesk.redis_wire.RedisWire` of its own when the URL
+        allows (else through ``redis``)."""
+        address = address_of(settings.redis_url or "")
         return cls(
-            redis, limit=settings.rate_limit, window=settings.rate_limit_window, metrics=metrics
+            redis,
+            limit=settings.rate_limit,
+            window=settings.rate_limit_window,
+            metrics=metrics,
+            wire=RedisWire(address, timeout=TIMEOUT) if address is not None else None,
         )
+
+    def close(self) -> None:
+        """Close the limiter's own connection, if it has one."""
+        if self.wire is not None:
+            self.wire.close()
 
     async def check(self, subject: str) -> Decision:
         """Count one request of ``subject``; allowed when under the limit or Redis is down."""
         try:
             async with asyncio.timeout(2 * self.timeout):  # this batch and the one ahead
                 allowed, retry_ms, remaining = await self._batches.submit(KEY_PREFIX + subject)
-        except (RedisError, OSError, TimeoutError, ValueError, TypeError) as exc:
+        except (RedisError, ReplyError, OSError, TimeoutError, ValueError, TypeError) as exc:
             # ValueError/TypeError: something that is not our Redis answered (a wrong
             # server on the port, a proxy): the limiter fails open like for an outage.
             self._warn_failing_open(exc)
@@ -148,11 +167,28 @@ class RateLimiter:
 
     async def _check_batch(self, keys: list[str]) -> list[_Answer]:
         """One script call for every key of the batch; one answer triple per key."""
-        async with asyncio.timeout(self.timeout):
-            flat = await self._script(keys=keys, args=[self.window_ms / self.limit, self.window_ms])
+        args = (str(self.window_ms / self.limit), str(self.window_ms))
+        if self.wire is not None:
+            flat = await self._call_script(self.wire, keys, args)
+        else:
+            async with asyncio.timeout(self.timeout):
+                flat = await self._script(keys=keys, args=args)
         if len(flat) != 3 * len(keys):
             raise ValueError(f"the limiter script answered {len(flat)} values")
         return [(int(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+    @staticmethod
+    async def _call_script(wire: RedisWire, keys: list[str], args: tuple[str, str]) -> Any:
+        """EVALSHA; the script's text only when Redis answers NOSCRIPT (a restarted or
+        flushed server), then EVALSHA again."""
+        call = ("EVALSHA", _GCRA_SHA, str(len(keys)), *keys, *args)
+        try:
+            return await wire.call(*call)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await wire.call("SCRIPT", "LOAD", _GCRA)
+        return await wire.call(*call)
 
     async def enforce(self, subject: str) -> None:
         """Like :meth:`check`, raising the 429 ``rate-limited`` problem when over the limit."""

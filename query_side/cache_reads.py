@@ -4,7 +4,8 @@ The read path's hottest call. Through redis-py's asyncio client one call costs ~
 CPU (pool checkout, command packing, a stream reader, per-command hooks); here the MGET is
 written straight to the socket and its reply parsed by hiredis in the protocol's
 ``data_received``, which hands each waiting request its value: ~45 µs per call and no task
-per batch (docs/benchmarks.md, "Third session").
+per batch (docs/benchmarks.md, "Third session"). The wire format and addresses are
+:mod:`orderdesk.redis_wire`'s; the batching lives here, in the protocol's callbacks.
 
 Batching: one MGET in flight at a time; GETs that arrive meanwhile go out together as soon
 as its reply is in, so batches grow with load and an idle server answers at once.
@@ -21,54 +22,15 @@ Only ``redis://`` and ``unix://`` addresses are read this way; for anything else
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import deque
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import hiredis
-from redis.asyncio.connection import parse_url
 
+from orderdesk.redis_wire import Address, address_of, command
 from query_side.cache import GetBatcher, RedisGuard
 
 Waiter = tuple[str, "asyncio.Future[bytes | None]"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Address:
-    """Where and how to connect: a TCP host and port or a Unix socket path, plus the
-    database number and credentials of the URL."""
-
-    host: str = "127.0.0.1"
-    port: int = 6379
-    path: str | None = None
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-
-
-def address_of(url: str) -> Address | None:
-    """The :class:`Address` of a ``redis://`` or ``unix://`` URL; None for other schemes."""
-    if urlsplit(url).scheme not in ("redis", "unix"):
-        return None
-    parts = parse_url(url)
-    return Address(
-        host=parts.get("host") or "127.0.0.1",
-        port=int(parts.get("port") or 6379),
-        path=parts.get("path"),
-        db=int(parts.get("db") or 0),
-        username=parts.get("username"),
-        password=parts.get("password"),
-    )
-
-
-def command(*args: str) -> bytes:
-    """One command in the Redis protocol (an array of bulk strings)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 class _Replies(asyncio.Protocol):

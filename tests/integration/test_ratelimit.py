@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -19,12 +20,35 @@ from orderdesk.auth import TokenVerifier
 from orderdesk.embedded import EmbeddedValkey
 from orderdesk.http import RequestContextMiddleware, exception_handlers
 from orderdesk.metrics import Metrics, create_metrics
-from orderdesk.ratelimit import Decision, RateLimiter, RateLimitMiddleware, scope_subject
+from orderdesk.ratelimit import (
+    TIMEOUT,
+    Decision,
+    RateLimiter,
+    RateLimitMiddleware,
+    scope_subject,
+)
 from orderdesk.redis_client import async_redis
+from orderdesk.redis_wire import RedisWire, address_of
 from orderdesk.settings import Settings
 from tests.support import TEST_JWT_SECRET, bearer, poll_until
 
 SETTINGS = Settings(jwt_secret=TEST_JWT_SECRET)
+
+
+@pytest.fixture(params=["wire", "redis-py"])
+def wired(request: pytest.FixtureRequest) -> bool:
+    """Each test runs with the limiter's own connection (as the command API runs it) and
+    through redis-py (the path for URLs the wire does not speak, TLS)."""
+    return bool(request.param == "wire")
+
+
+def make_limiter(
+    redis_url: str, client: Any, wired: bool, *, limit: int, window: float, **extra: Any
+) -> RateLimiter:
+    address = address_of(redis_url)
+    assert address is not None
+    wire = RedisWire(address, timeout=TIMEOUT) if wired else None
+    return RateLimiter(client, limit=limit, window=window, wire=wire, **extra)
 
 
 async def _ok(request: Request) -> JSONResponse:
@@ -40,7 +64,12 @@ async def _enforced(request: Request) -> JSONResponse:
 
 @contextmanager
 def limited_app(
-    redis_url: str, *, limit: int, window: float, metrics: Metrics | None = None
+    redis_url: str,
+    wired: bool,
+    *,
+    limit: int,
+    window: float,
+    metrics: Metrics | None = None,
 ) -> Iterator[Starlette]:
     """A tiny app with the limiter in front, as the command API wires it."""
 
@@ -50,12 +79,13 @@ def limited_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = async_redis(redis_url)
-        box["limiter"] = app.state.limiter = RateLimiter(
-            client, limit=limit, window=window, metrics=metrics
+        box["limiter"] = app.state.limiter = make_limiter(
+            redis_url, client, wired, limit=limit, window=window, metrics=metrics
         )
         try:
             yield
         finally:
+            box["limiter"].close()
             await client.aclose()
 
     app = Starlette(
@@ -82,9 +112,12 @@ def _statuses(client: TestClient, n: int, **kwargs: object) -> list[int]:
     return [client.post("/orders", **kwargs).status_code for _ in range(n)]  # type: ignore[arg-type]
 
 
-def test_over_the_limit_answers_429_problem_with_retry_after(redis_url: str) -> None:
+def test_over_the_limit_answers_429_problem_with_retry_after(redis_url: str, wired: bool) -> None:
     metrics = create_metrics("command-api")
-    with limited_app(redis_url, limit=3, window=60, metrics=metrics) as app, TestClient(app) as c:
+    with (
+        limited_app(redis_url, wired, limit=3, window=60, metrics=metrics) as app,
+        TestClient(app) as c,
+    ):
         headers = bearer(SETTINGS, "alice", "customer") | {"X-Request-ID": "rl-1"}
         assert _statuses(c, 3, headers=headers) == [200, 200, 200]
         response = c.post("/orders", headers=headers)
@@ -99,8 +132,8 @@ def test_over_the_limit_answers_429_problem_with_retry_after(redis_url: str) -> 
     assert metrics.registry.get_sample_value("orderdesk_rate_limited_total") == 1.0
 
 
-def test_requests_are_allowed_again_once_the_window_passes(redis_url: str) -> None:
-    with limited_app(redis_url, limit=2, window=0.5) as app, TestClient(app) as c:
+def test_requests_are_allowed_again_once_the_window_passes(redis_url: str, wired: bool) -> None:
+    with limited_app(redis_url, wired, limit=2, window=0.5) as app, TestClient(app) as c:
         assert _statuses(c, 3) == [200, 200, 429]
         poll_until(
             lambda: c.post("/orders").status_code == 200,
@@ -109,8 +142,8 @@ def test_requests_are_allowed_again_once_the_window_passes(redis_url: str) -> No
         )
 
 
-def test_subjects_are_limited_independently(redis_url: str) -> None:
-    with limited_app(redis_url, limit=2, window=60) as app, TestClient(app) as c:
+def test_subjects_are_limited_independently(redis_url: str, wired: bool) -> None:
+    with limited_app(redis_url, wired, limit=2, window=60) as app, TestClient(app) as c:
         alice = bearer(SETTINGS, "alice", "customer")
         assert _statuses(c, 3, headers=alice) == [200, 200, 429]
         assert c.post("/orders", headers=bearer(SETTINGS, "bob", "customer")).status_code == 200
@@ -121,8 +154,8 @@ def test_subjects_are_limited_independently(redis_url: str) -> None:
             assert other_ip.post("/orders").status_code == 200
 
 
-def test_enforce_raises_the_same_problem_from_an_endpoint(redis_url: str) -> None:
-    with limited_app(redis_url, limit=1, window=60) as app, TestClient(app) as c:
+def test_enforce_raises_the_same_problem_from_an_endpoint(redis_url: str, wired: bool) -> None:
+    with limited_app(redis_url, wired, limit=1, window=60) as app, TestClient(app) as c:
         # /enforced is also behind the middleware, keyed per IP; the endpoint's own key differs.
         assert c.post("/enforced", headers=bearer(SETTINGS, "carol", "staff")).status_code == 200
         response = c.post("/enforced", headers=bearer(SETTINGS, "dave", "staff"))
@@ -132,9 +165,12 @@ def test_enforce_raises_the_same_problem_from_an_endpoint(redis_url: str) -> Non
 
 
 def test_fails_open_with_one_warning_when_redis_is_down(
-    redis_url: str, embedded_valkey: EmbeddedValkey, caplog: pytest.LogCaptureFixture
+    redis_url: str,
+    wired: bool,
+    embedded_valkey: EmbeddedValkey,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with limited_app(redis_url, limit=1, window=60) as app, TestClient(app) as c:
+    with limited_app(redis_url, wired, limit=1, window=60) as app, TestClient(app) as c:
         assert _statuses(c, 2) == [200, 429]
         embedded_valkey.kill()
         try:
@@ -154,16 +190,17 @@ def test_fails_open_with_one_warning_when_redis_is_down(
 
 
 def test_a_limit_far_above_any_load_counts_instead_of_failing_open(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+    redis_url: str, wired: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A billion a minute: one request's share of the window (0.06 us) is below what the
     # script's millisecond clock can add, which once made Redis refuse the key's expiry.
     async def checks() -> list[Decision]:
         client = async_redis(redis_url)
-        limiter = RateLimiter(client, limit=1_000_000_000, window=60)
+        limiter = make_limiter(redis_url, client, wired, limit=1_000_000_000, window=60)
         try:
             return [await limiter.check("sub:bulk") for _ in range(3)]
         finally:
+            limiter.close()
             await client.aclose()
 
     with caplog.at_level(logging.WARNING, logger="orderdesk.ratelimit"):
@@ -173,10 +210,12 @@ def test_a_limit_far_above_any_load_counts_instead_of_failing_open(
     assert not [r for r in caplog.records if r.name == "orderdesk.ratelimit"]
 
 
-def test_concurrent_requests_share_round_trips_and_each_one_counts(redis_url: str) -> None:
+def test_concurrent_requests_share_round_trips_and_each_one_counts(
+    redis_url: str, wired: bool
+) -> None:
     async def burst() -> tuple[list[bool], list[bool], int]:
         client = async_redis(redis_url)
-        limiter = RateLimiter(client, limit=5, window=60)
+        limiter = make_limiter(redis_url, client, wired, limit=5, window=60)
         try:
             # 12 requests of one subject and 12 of another, all in flight at once.
             erin, fred = await asyncio.gather(
@@ -185,6 +224,7 @@ def test_concurrent_requests_share_round_trips_and_each_one_counts(redis_url: st
             )
             return [d.allowed for d in erin], [d.allowed for d in fred], limiter.calls
         finally:
+            limiter.close()
             await client.aclose()
 
     erin, fred, calls = asyncio.run(burst())
@@ -192,3 +232,22 @@ def test_concurrent_requests_share_round_trips_and_each_one_counts(redis_url: st
     assert erin.count(True) == 5 and fred.count(True) == 5
     # ... and 24 checks took far fewer than 24 round trips.
     assert calls <= 3
+
+
+def test_counts_on_after_redis_forgets_the_script(redis_url: str, wired: bool) -> None:
+    # A restarted or flushed Redis answers NOSCRIPT: the limiter loads the script again
+    # instead of failing open.
+    async def checks() -> list[Decision]:
+        client = async_redis(redis_url)
+        limiter = make_limiter(redis_url, client, wired, limit=2, window=60)
+        try:
+            first = await limiter.check("sub:gina")
+            await client.script_flush()
+            return [first, await limiter.check("sub:gina"), await limiter.check("sub:gina")]
+        finally:
+            limiter.close()
+            await client.aclose()
+
+    decisions = asyncio.run(checks())
+    assert [d.allowed for d in decisions] == [True, True, False]
+    assert decisions[1].remaining == 0  # counted by Redis, not failed open

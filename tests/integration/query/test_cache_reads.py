@@ -20,8 +20,9 @@ import redis
 import redis.asyncio as aredis
 
 from orderdesk.embedded import _valkey_bin, free_port
+from orderdesk.redis_wire import address_of
 from query_side.cache import GetBatcher, RedisGuard
-from query_side.cache_reads import BatchedGets, address_of, cache_reader
+from query_side.cache_reads import BatchedGets, cache_reader
 
 PASSWORD = "s3cret"
 

@@ -1,0 +1,199 @@
+"""A lean Redis connection for one hot call: commands written to the socket by hand, replies
+parsed by hiredis in the protocol's ``data_received``.
+
+Through redis-py's asyncio client a call costs an API process ~90 µs of CPU (pool checkout,
+command packing, a stream reader, per-command hooks, a task); here about half. The query
+API's cache reads (:mod:`query_side.cache_reads`) and the command API's rate limiter
+(:mod:`orderdesk.ratelimit`) each keep one such connection for their batched calls.
+
+:class:`RedisWire` answers each :meth:`~RedisWire.call` with its reply, in order (Redis
+answers a connection's commands in the order sent). An error reply raises
+:class:`ReplyError`. No reply within the timeout, or a lost connection, closes the
+connection and fails every call waiting on it, so a late reply can never be taken for the
+answer to a later call; the next call connects again. There is no task per call: a timer
+per call, and the reply resolves the caller's future from ``data_received``.
+
+Only ``redis://`` and ``unix://`` addresses are spoken this way (:func:`address_of` is
+``None`` for others, TLS say): callers then use redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import deque
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import hiredis
+from redis.asyncio.connection import parse_url
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Address:
+    """Where and how to connect: a TCP host and port or a Unix socket path, plus the
+    database number and credentials of the URL."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def address_of(url: str) -> Address | None:
+    """The :class:`Address` of a ``redis://`` or ``unix://`` URL; None for other schemes."""
+    if urlsplit(url).scheme not in ("redis", "unix"):
+        return None
+    parts = parse_url(url)
+    return Address(
+        host=parts.get("host") or "127.0.0.1",
+        port=int(parts.get("port") or 6379),
+        path=parts.get("path"),
+        db=int(parts.get("db") or 0),
+        username=parts.get("username"),
+        password=parts.get("password"),
+    )
+
+
+def command(*args: str | bytes) -> bytes:
+    """One command in the Redis protocol (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class ReplyError(Exception):
+    """Redis answered a call with an error (``NOSCRIPT …``, ``WRONGTYPE …``)."""
+
+
+class _Protocol(asyncio.Protocol):
+    """One connection: what the server sends goes to hiredis, each reply to the oldest
+    waiting call."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; they implement it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.reader.feed(data)
+            while (reply := self.reader.gets()) is not False:
+                if not self.waiting:
+                    raise hiredis.ProtocolError("a reply nobody asked for")
+                waiter = self.waiting.popleft()
+                if waiter.done():  # its caller gave up; the reply is still consumed
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    waiter.set_exception(ReplyError(str(reply)))
+                else:
+                    waiter.set_result(reply)
+        except hiredis.ProtocolError as exc:
+            self.fail(ConnectionError(f"unreadable reply from Redis: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or ConnectionError("Redis closed the connection"))
+
+    def fail(self, exc: BaseException) -> None:
+        """Close the connection and fail every call still waiting on it."""
+        if self.lost is None:
+            self.lost = exc
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionError(str(exc) or type(exc).__name__))
+        if self.transport is not None:
+            self.transport.close()
+
+
+class RedisWire:
+    """``await call(*args)``: one command's reply on this object's own connection."""
+
+    def __init__(self, address: Address, *, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._connection: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+
+    async def call(self, *args: str | bytes) -> Any:
+        """The reply to ``args``. Raises :class:`ReplyError` for an error reply; else
+        ``OSError`` (``ConnectionError`` when the connection failed or no reply came within
+        the timeout, which also closes it) or ``TimeoutError`` (connecting took too long)."""
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            connection = await self._connect()
+        assert connection.transport is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        connection.waiting.append(waiter)
+        connection.transport.write(command(*args))
+        deadline = loop.call_later(self.timeout, self._timed_out, connection, waiter)
+        try:
+            return await waiter
+        finally:
+            deadline.cancel()
+
+    def _timed_out(self, connection: _Protocol, waiter: asyncio.Future[Any]) -> None:
+        if not waiter.done():
+            connection.fail(TimeoutError(f"no reply from Redis within {self.timeout} s"))
+
+    async def _connect(self) -> _Protocol:
+        """Open the connection (once, however many calls wait for it)."""
+        if self._connecting is not None:
+            return await asyncio.shield(self._connecting)
+        opening = self._connecting = asyncio.get_running_loop().create_future()
+        try:
+            connection = await asyncio.wait_for(self._open(), self.timeout)
+        except BaseException as exc:
+            opening.set_exception(exc)
+            opening.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            self._connecting = None
+        self._connection = connection
+        opening.set_result(connection)
+        return connection
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        address = self.address
+        if address.path is not None:
+            _, connection = await loop.create_unix_connection(_Protocol, address.path)
+        else:
+            _, connection = await loop.create_connection(_Protocol, address.host, address.port)
+        try:
+            if address.password is not None:
+                credentials = (address.username, address.password)
+                await self._setup(connection, "AUTH", *(c for c in credentials if c is not None))
+            if address.db:
+                await self._setup(connection, "SELECT", str(address.db))
+        except BaseException:
+            connection.fail(ConnectionError("Redis connection set-up failed"))
+            raise
+        return connection
+
+    @staticmethod
+    async def _setup(connection: _Protocol, *args: str) -> None:
+        assert connection.transport is not None
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        connection.waiting.append(waiter)
+        connection.transport.write(command(*args))
+        try:
+            await waiter
+        except ReplyError as exc:
+            raise ConnectionError(f"Redis refused {args[0]}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the connection; calls still waiting fail with ``ConnectionError``."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.fail(ConnectionError("closed"))
