@@ -17,6 +17,7 @@ import functools
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -240,9 +241,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stop(signum: int, frame: object) -> None:
+    # SIGTERM (a CI timeout, ``kill``) unwinds like Ctrl-C, so the stack and the servers
+    # it started are stopped rather than left running.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the Markdown table; return 0."""
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _stop)
     args = parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     if args.repetitions:
