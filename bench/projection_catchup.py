@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -34,10 +33,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stack import configured_servers
 from orderdesk import migrations
 from orderdesk.database import libpq_url, with_database
-from orderdesk.servers import runtime_servers
-from orderdesk.settings import Settings, load_settings, settings_env
+from orderdesk.settings import Settings, settings_env
 
 DB = "bench_projections"
 SKUS = 1000
@@ -282,38 +281,27 @@ def main() -> int:
     args = parser.parse_args()
     if args.rebuild_only:
         args.lag_seconds = 0
-    base = load_settings()
-    with tempfile.TemporaryDirectory() as tmp:
-        if base.uses_embedded_servers:
-            from tests.support import free_port
-
-            base = dataclasses.replace(
-                base,
-                data_dir=Path(tmp) / "data",
-                embedded_pg_port=free_port(),
-                embedded_redis_port=free_port(),
+    with configured_servers() as resolved:
+        assert resolved.database_url
+        url, total = prepare(resolved.database_url, args.events)
+        settings = dataclasses.replace(resolved, database_url=url, read_database_url=None)
+        catchups, catch_rss = [], []
+        for _ in range(0 if args.rebuild_only else args.runs):
+            seconds, _ = run_catchup(settings, url)
+            catchups.append(seconds)
+            catch_rss.append(run_catchup.rss)  # type: ignore[attr-defined]
+            print(
+                f"catch-up: {seconds:.1f}s, worker peak RSS {catch_rss[-1] / 2**20:.0f} MiB",
+                flush=True,
             )
-        with runtime_servers(base) as resolved:
-            assert resolved.database_url
-            url, total = prepare(resolved.database_url, args.events)
-            settings = dataclasses.replace(resolved, database_url=url, read_database_url=None)
-            catchups, catch_rss = [], []
-            for _ in range(0 if args.rebuild_only else args.runs):
-                seconds, _ = run_catchup(settings, url)
-                catchups.append(seconds)
-                catch_rss.append(run_catchup.rss)  # type: ignore[attr-defined]
-                print(
-                    f"catch-up: {seconds:.1f}s, worker peak RSS {catch_rss[-1] / 2**20:.0f} MiB",
-                    flush=True,
-                )
-            rebuilds, rebuild_rss = [], []
-            for _ in range(args.runs):
-                seconds, rss, out = run_rebuild(settings)
-                rebuilds.append(seconds)
-                rebuild_rss.append(rss)
-                print(out.strip())
-                print(f"rebuild --all: {seconds:.1f}s, peak RSS {rss / 2**20:.0f} MiB", flush=True)
-            lags = run_lag(settings, url, args.lag_seconds, args.rate) if args.lag_seconds else []
+        rebuilds, rebuild_rss = [], []
+        for _ in range(args.runs):
+            seconds, rss, out = run_rebuild(settings)
+            rebuilds.append(seconds)
+            rebuild_rss.append(rss)
+            print(out.strip())
+            print(f"rebuild --all: {seconds:.1f}s, peak RSS {rss / 2**20:.0f} MiB", flush=True)
+        lags = run_lag(settings, url, args.lag_seconds, args.rate) if args.lag_seconds else []
     med_c = statistics.median(catchups) if catchups else float("nan")
     med_r = statistics.median(rebuilds)
     catch_rss = catch_rss or [0]

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,8 +30,17 @@ from psycopg import sql
 from orderdesk.database import libpq_url, with_database
 from orderdesk.embedded import embedded_servers, free_port
 
-__all__ = ["Stack", "free_port", "http_baseline", "running_stack", "spawn", "wait_for_port"]
-from orderdesk.settings import Settings, settings_env
+__all__ = [
+    "Stack",
+    "configured_servers",
+    "free_port",
+    "http_baseline",
+    "running_stack",
+    "spawn",
+    "wait_for_port",
+]
+from orderdesk.servers import runtime_servers
+from orderdesk.settings import Settings, load_settings, settings_env
 
 BENCH_JWT_SECRET = "orderdesk-benchmark-secret-0123456789abcdef"
 DATABASES = ("orderdesk_bench", "bench_eventsourcing", "bench_raw", "bench_pgbench")
@@ -240,3 +250,21 @@ def peak_rss_mb(pid: int) -> float | None:
                 if line.startswith("VmHWM:"):
                     peaks.append(int(line.split()[1]) / 1024)
     return max(peaks) if peaks else None
+
+
+@contextlib.contextmanager
+def configured_servers() -> Iterator[Settings]:
+    """The process's settings with both server URLs: the configured ones, else embedded
+    servers in a temporary directory, stopped and removed on exit (for the scripts that
+    need the servers but not the stack)."""
+    base = load_settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        if base.uses_embedded_servers:
+            base = dataclasses.replace(
+                base,
+                data_dir=Path(tmp) / "data",
+                embedded_pg_port=free_port(),
+                embedded_redis_port=free_port(),
+            )
+        with runtime_servers(base) as resolved:
+            yield resolved

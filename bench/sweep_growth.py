@@ -17,25 +17,20 @@ set, else embedded servers.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import redis
 
+from bench.stack import configured_servers
 from orderdesk import migrations
 from orderdesk.database import connect, libpq_url, with_database
-from orderdesk.servers import runtime_servers
-from orderdesk.settings import load_settings
 from projections.registry import PROJECTIONS
 from projections.sweep import catch_up_all
 from tests.eventlog import Shop, append
-from tests.support import free_port
 
 DB = "bench_sweeps"
 WARM_UP = 30
@@ -115,23 +110,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--sweeps", type=int, default=40)
     args = parser.parse_args()
-    base = load_settings()
-    with tempfile.TemporaryDirectory() as tmp:
-        if base.uses_embedded_servers:
-            base = dataclasses.replace(
-                base,
-                data_dir=Path(tmp) / "data",
-                embedded_pg_port=free_port(),
-                embedded_redis_port=free_port(),
-            )
-        with runtime_servers(base) as resolved:
-            assert resolved.database_url and resolved.redis_url
-            with psycopg.connect(libpq_url(resolved.database_url), autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-                conn.execute(f"CREATE DATABASE {DB}")
-            url = with_database(resolved.database_url, DB)
-            migrations.upgrade(url)
-            print(json.dumps(measure(url, resolved.redis_url, args.rows, args.sweeps)))
+    with configured_servers() as resolved:
+        assert resolved.database_url and resolved.redis_url
+        with psycopg.connect(libpq_url(resolved.database_url), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {DB}")
+        url = with_database(resolved.database_url, DB)
+        migrations.upgrade(url)
+        print(json.dumps(measure(url, resolved.redis_url, args.rows, args.sweeps)))
 
 
 if __name__ == "__main__":

@@ -124,23 +124,36 @@ class RedisWire:
         self._connection: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
 
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open (:meth:`send` may be used)."""
+        return self._connection is not None and self._connection.lost is None
+
+    async def connect(self) -> None:
+        """Open the connection unless it is open; raises like :meth:`call`."""
+        if not self.connected:
+            await self._connect()
+
     async def call(self, *args: str | bytes) -> Any:
         """The reply to ``args``. Raises :class:`ReplyError` for an error reply; else
         ``OSError`` (``ConnectionError`` when the connection failed or no reply came within
         the timeout, which also closes it) or ``TimeoutError`` (connecting took too long)."""
+        await self.connect()
+        return await self.send(*args)
+
+    def send(self, *args: str | bytes) -> asyncio.Future[Any]:
+        """Write ``args`` now, on the open connection; the future of its reply (failing as
+        :meth:`call` raises). For callers that batch from callbacks, without a task."""
         connection = self._connection
-        if connection is None or connection.lost is not None:
-            connection = await self._connect()
-        assert connection.transport is not None
+        if connection is None or connection.lost is not None or connection.transport is None:
+            raise ConnectionError("not connected to Redis")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
         connection.waiting.append(waiter)
         connection.transport.write(command(*args))
         deadline = loop.call_later(self.timeout, self._timed_out, connection, waiter)
-        try:
-            return await waiter
-        finally:
-            deadline.cancel()
+        waiter.add_done_callback(lambda _: deadline.cancel())
+        return waiter
 
     def _timed_out(self, connection: _Protocol, waiter: asyncio.Future[Any]) -> None:
         if not waiter.done():
