@@ -132,12 +132,18 @@ def test_relay_and_worker_processes_turn_events_into_read_rows(
                 lambda: conn.execute("SELECT count(*) FROM read.order_history").fetchone() == (1,),
                 message="history row",
             )
-        lines = [
-            msgspec.json.decode(line)
-            for line in relay.output().splitlines()
-            if line.startswith("{")
-        ]
-        assert any(line["message"] == "relay started" for line in lines)
+
+        def relay_started() -> bool:
+            lines = [
+                msgspec.json.decode(line)
+                for line in relay.output().splitlines()
+                if line.startswith("{")
+            ]
+            return any(line["message"] == "relay started" for line in lines)
+
+        # The worker's own safety-net poll may project the events before the relay has
+        # finished starting; its log line comes when it has.
+        poll_until(relay_started, timeout=20, message="the relay's start line")
     finally:
         assert relay.stop() == 0, relay.output()
         assert worker.stop() == 0, worker.output()
