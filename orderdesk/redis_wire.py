@@ -122,7 +122,9 @@ class RedisWire:
         self.address = address
         self.timeout = timeout
         self._connection: _Protocol | None = None
-        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._connecting: asyncio.Task[_Protocol] | None = None
+        #: Bumped by close(): a connect still under way when it is called is discarded.
+        self._generation = 0
 
     @property
     def connected(self) -> bool:
@@ -145,12 +147,10 @@ class RedisWire:
         """Write ``args`` now, on the open connection; the future of its reply (failing as
         :meth:`call` raises). For callers that batch from callbacks, without a task."""
         connection = self._connection
-        if connection is None or connection.lost is not None or connection.transport is None:
+        if connection is None or connection.lost is not None:
             raise ConnectionError("not connected to Redis")
+        waiter = _write(connection, command(*args))
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-        connection.waiting.append(waiter)
-        connection.transport.write(command(*args))
         deadline = loop.call_later(self.timeout, self._timed_out, connection, waiter)
         waiter.add_done_callback(lambda _: deadline.cancel())
         return waiter
@@ -159,21 +159,26 @@ class RedisWire:
         if not waiter.done():
             connection.fail(TimeoutError(f"no reply from Redis within {self.timeout} s"))
 
-    async def _connect(self) -> _Protocol:
-        """Open the connection (once, however many calls wait for it)."""
-        if self._connecting is not None:
-            return await asyncio.shield(self._connecting)
-        opening = self._connecting = asyncio.get_running_loop().create_future()
-        try:
-            connection = await asyncio.wait_for(self._open(), self.timeout)
-        except BaseException as exc:
-            opening.set_exception(exc)
-            opening.exception()  # retrieved: no "never retrieved" warning without waiters
-            raise
-        finally:
-            self._connecting = None
+    async def _connect(self) -> None:
+        """Open the connection, once however many calls wait for it. The opening runs as a
+        task of its own: a caller cancelled while it waits (its client went away) cancels
+        neither the opening nor the other callers."""
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._open_for(self._generation))
+            self._connecting.add_done_callback(self._opened)
+        await asyncio.shield(self._connecting)
+
+    def _opened(self, task: asyncio.Task[_Protocol]) -> None:
+        self._connecting = None
+        if not task.cancelled():
+            task.exception()  # retrieved here: callers may all have gone
+
+    async def _open_for(self, generation: int) -> _Protocol:
+        connection = await asyncio.wait_for(self._open(), self.timeout)
+        if generation != self._generation:  # close() was called meanwhile
+            connection.fail(ConnectionError("closed"))
+            raise ConnectionError("the connection was closed while it opened")
         self._connection = connection
-        opening.set_result(connection)
         return connection
 
     async def _open(self) -> _Protocol:
@@ -196,17 +201,31 @@ class RedisWire:
 
     @staticmethod
     async def _setup(connection: _Protocol, *args: str) -> None:
-        assert connection.transport is not None
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        connection.waiting.append(waiter)
-        connection.transport.write(command(*args))
         try:
-            await waiter
+            await _write(connection, command(*args))
         except ReplyError as exc:
             raise ConnectionError(f"Redis refused {args[0]}: {exc}") from None
 
     def close(self) -> None:
-        """Close the connection; calls still waiting fail with ``ConnectionError``."""
+        """Close the connection (and discard one still opening); calls still waiting fail
+        with ``ConnectionError``."""
+        self._generation += 1
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.fail(ConnectionError("closed"))
+
+
+def _write(connection: _Protocol, data: bytes) -> asyncio.Future[Any]:
+    """Write ``data`` on ``connection``; the future of its reply. The waiter is queued only
+    once the write went out, so a failed write can never leave a waiter that would take
+    the next command's reply."""
+    if connection.lost is not None or connection.transport is None:
+        raise ConnectionError(f"Redis connection lost: {connection.lost}")
+    try:
+        connection.transport.write(data)
+    except (OSError, RuntimeError) as exc:  # uvloop: RuntimeError on a closed handle
+        connection.fail(exc)
+        raise ConnectionError(f"could not write to Redis: {exc}") from None
+    waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    connection.waiting.append(waiter)
+    return waiter

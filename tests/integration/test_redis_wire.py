@@ -132,3 +132,59 @@ def test_no_server_is_an_os_error() -> None:
 
     with pytest.raises(OSError):
         asyncio.run(call())
+
+
+async def _slow_auth_server() -> asyncio.Server:
+    """A server that answers AUTH after 0.1 s and every other command with ``+v``."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(4096):
+            if b"AUTH" in data:
+                await asyncio.sleep(0.1)
+            writer.write(b"+OK\r\n" if b"AUTH" in data else b"+v\r\n")
+            await writer.drain()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+def test_a_caller_cancelled_while_the_connection_opens_takes_no_one_with_it() -> None:
+    async def scenario() -> object:
+        server = await _slow_auth_server()
+        port = server.sockets[0].getsockname()[1]
+        wire = RedisWire(Address("127.0.0.1", port, password="pw"), timeout=1.0)
+        try:
+            first = asyncio.create_task(wire.call("GET", "k"))  # opens the connection
+            await asyncio.sleep(0.02)
+            second = asyncio.create_task(wire.call("GET", "k"))  # waits for the same one
+            await asyncio.sleep(0.02)
+            first.cancel()  # say its HTTP client went away
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            return await second
+        finally:
+            wire.close()
+            server.close()
+
+    assert asyncio.run(scenario()) == b"v"
+
+
+def test_close_while_the_connection_opens_leaves_it_closed() -> None:
+    async def scenario() -> tuple[BaseException | None, bool]:
+        server = await _slow_auth_server()
+        port = server.sockets[0].getsockname()[1]
+        wire = RedisWire(Address("127.0.0.1", port, password="pw"), timeout=1.0)
+        call = asyncio.create_task(wire.call("PING"))
+        await asyncio.sleep(0.02)
+        wire.close()  # shutting down while the AUTH reply is still on its way
+        failure = None
+        try:
+            await call
+        except ConnectionError as exc:
+            failure = exc
+        connected = wire.connected
+        server.close()
+        return failure, connected
+
+    failure, connected = asyncio.run(scenario())
+    assert isinstance(failure, ConnectionError)
+    assert not connected
