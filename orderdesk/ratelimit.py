@@ -15,7 +15,8 @@ counted twice). Under load a process makes one Redis round trip per batch instea
 per request; an idle process still answers each request after a single round trip. (All
 keys of a call must live on one Redis node: a Redis Cluster would need a hash tag.) The
 calls go over the limiter's own connection (:mod:`orderdesk.redis_wire`): a lone check
-cost the command API 131 µs of CPU through redis-py, 75-78 µs this way.
+costs the command API about 0.58x the CPU it took through redis-py's client
+(``python -m bench.rate_limit_cost``, docs/benchmarks.md "Sixth session").
 
 Redis is not the system of record here: when it is down or slow (short timeout) the limiter
 lets the request through and logs a warning, at most once per ``WARN_EVERY`` seconds.
