@@ -97,7 +97,10 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = async_pool(read_url, size=settings.db_pool_size, name=SERVICE)
+        # Autocommit: every read is one statement (or a few, each under its own snapshot
+        # at READ COMMITTED anyway), so a transaction around it only added a BEGIN and a
+        # COMMIT round trip to each read that PostgreSQL answers.
+        pool = async_pool(read_url, size=settings.db_pool_size, name=SERVICE, autocommit=True)
         # Do not wait for the database: the process starts and /readyz says 503 until
         # it is reachable, instead of crashing at boot.
         await pool.open(wait=False)

@@ -305,3 +305,18 @@ def test_lost_database_connections_cost_one_failed_request_not_one_each(
     statuses = [client.get("/products").status_code for _ in range(settings.db_pool_size)]
     assert statuses.count(503) <= 2, statuses
     assert statuses[-3:] == [200, 200, 200]
+
+
+def test_a_read_leaves_no_transaction_open(client: Any) -> None:
+    """A read is one round trip: its statement commits by itself, so neither a BEGIN before
+    it nor a COMMIT when the connection goes back to the pool costs another."""
+    from psycopg.pq import TransactionStatus
+
+    resources = client.app.state.resources
+
+    async def read() -> TransactionStatus:
+        async with resources.connection() as conn:
+            await conn.execute("SELECT count(*) FROM read.product_view")
+            return TransactionStatus(conn.info.transaction_status)
+
+    assert client.portal.call(read) == TransactionStatus.IDLE
