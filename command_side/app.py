@@ -22,7 +22,6 @@ from starlette.routing import BaseRoute, Route
 
 from command_side.api_doc import openapi_document
 from command_side.endpoint import command_endpoint
-from command_side.principals import CachedVerifier
 from command_side.routes import command_routes
 from command_side.row_queue import RowQueue
 from orderdesk.auth import TokenVerifier
@@ -34,6 +33,7 @@ from orderdesk.openapi import openapi_route
 from orderdesk.ratelimit import RateLimiter, RateLimitMiddleware, scope_subject
 from orderdesk.redis_client import async_redis
 from orderdesk.settings import Settings
+from orderdesk.verified_tokens import CachedVerifier
 
 SERVICE = "command-api"
 

@@ -29,7 +29,6 @@ from command_side import commands as c
 from command_side import idempotency
 from command_side.handlers import Outcome
 from command_side.postgres import PostgresUnitOfWork, RetryWithLocks
-from command_side.principals import CachedVerifier
 from command_side.routes import CommandRoute
 from command_side.unit_of_work import EventMetadata
 from orderdesk.auth import Principal
@@ -38,6 +37,7 @@ from orderdesk.logs import correlation_id
 from orderdesk.metrics import Metrics
 from orderdesk.problems import ProblemError
 from orderdesk.settings import Settings
+from orderdesk.verified_tokens import CachedVerifier
 
 #: Transient errors that mean "run the whole transaction again" rather than "tell the client".
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)

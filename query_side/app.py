@@ -30,6 +30,7 @@ from orderdesk.openapi import openapi_route
 from orderdesk.problems import ProblemError, problem_response
 from orderdesk.redis_client import async_redis
 from orderdesk.settings import Settings
+from orderdesk.verified_tokens import CachedVerifier
 from query_side import orders, products, projections_status, stats
 from query_side.api_doc import openapi_document
 from query_side.cache import CacheStats, RedisGuard
@@ -117,7 +118,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
             redis=guard,
             reads=reads,
             watcher=watcher,
-            verifier=TokenVerifier.from_settings(settings),
+            verifier=CachedVerifier(TokenVerifier.from_settings(settings)),
             stats=CacheStats(observe=count_cache_lookup),
             pool_recovery=PoolRecovery(pool),
         )

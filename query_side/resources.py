@@ -8,10 +8,11 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
-from orderdesk.auth import Principal, TokenVerifier
+from orderdesk.auth import Principal
 from orderdesk.database import PoolRecovery
 from orderdesk.problems import ProblemError
 from orderdesk.settings import Settings
+from orderdesk.verified_tokens import CachedVerifier
 from query_side.cache import CacheReader, CacheStats, RedisGuard
 from query_side.consistency import CheckpointWatcher
 
@@ -26,7 +27,7 @@ class Resources:
     pool: AsyncConnectionPool
     redis: RedisGuard
     watcher: CheckpointWatcher
-    verifier: TokenVerifier
+    verifier: CachedVerifier
     stats: CacheStats
     reads: CacheReader
     pool_recovery: PoolRecovery

@@ -8,7 +8,7 @@ from typing import Any
 
 from orderdesk.settings import Settings
 from tests.integration.query_rows import BASE_TIME, add_history, add_order
-from tests.support import bearer
+from tests.support import bearer, poll_until
 
 
 def test_owner_and_staff_read_an_order_with_every_field(
@@ -95,6 +95,24 @@ def test_orders_need_a_token_and_a_role(client: Any, conn: Any, settings: Settin
     assert client.get("/orders").status_code == 401
     assert client.get("/customers/bob/orders", headers=alice).status_code == 403
     assert client.get("/customers/alice/orders").status_code == 401
+
+
+def test_a_token_is_verified_once_and_refused_once_it_expires(
+    client: Any, conn: Any, settings: Settings
+) -> None:
+    order_id = add_order(conn, "alice")
+    alice = bearer(settings, "alice", "customer", ttl=2)
+    verified = client.app.state.resources.verifier
+    for _ in range(3):
+        assert client.get(f"/orders/{order_id}", headers=alice).status_code == 200
+    assert len(verified) == 1  # one verification for the token's three reads
+    # The remembered token is refused from its exp on, as an unremembered one would be.
+    poll_until(
+        lambda: client.get(f"/orders/{order_id}", headers=alice).status_code == 401,
+        timeout=5.0,
+        interval=0.1,
+        message="an expired token was still accepted",
+    )
 
 
 def _walk(

@@ -1,12 +1,12 @@
 """A bounded cache of verified bearer tokens, in front of :class:`orderdesk.auth.TokenVerifier`.
 
-A client sends the same token with every request for its lifetime, and the command API
-looks at it twice per request (the rate limiter keys on its subject, the endpoint authorises
-it). Verifying an HS256 JWT costs tens of microseconds of CPU each time; a dictionary lookup
-does not. Only tokens that verified are cached, keyed by the exact header value, and an
-entry is used only while ``now < exp`` — so an expired token is re-verified (and refused)
-exactly as without the cache. The cache is LRU-bounded, so a flood of distinct tokens cannot
-grow memory.
+A client sends the same token with every request for its lifetime. The command API looks
+at it twice per request (the rate limiter keys on its subject, the endpoint authorises it),
+the query API once for every read of an order or a staff resource. Verifying an HS256 JWT
+costs tens of microseconds of CPU each time; a dictionary lookup does not. Only tokens that
+verified are cached, keyed by the exact header value, and an entry is used only while
+``now < exp`` — so an expired token is re-verified (and refused) exactly as without the
+cache. The cache is LRU-bounded, so a flood of distinct tokens cannot grow memory.
 """
 
 from __future__ import annotations

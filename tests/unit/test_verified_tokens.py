@@ -7,9 +7,9 @@ import time
 import jwt
 import pytest
 
-from command_side.principals import CachedVerifier
 from orderdesk.auth import ANONYMOUS, Principal, TokenVerifier
 from orderdesk.problems import ProblemError
+from orderdesk.verified_tokens import CachedVerifier
 
 SECRET = "unit-test-secret-0123456789-abcdefghij"
 
