@@ -5,9 +5,11 @@ One :class:`CheckpointWatcher` per process keeps every projection's checkpoint i
 A dedicated connection LISTENs on ``orderdesk_checkpoints`` (the projector NOTIFYs it in
 the transaction that moves a checkpoint, so the notice arrives on commit); each notice,
 or a burst of them, makes one refresh task re-read all checkpoints in one query and wake
-the waiting requests. While anyone waits, the refresh also runs every ``poll_interval``
-as a fallback for a lost notice. A waiting request therefore never queries the database
-itself, however many are waiting.
+the waiting requests whose point the checkpoints now cover — only those: each waits on a
+future of its own, and a refresh that does not reach a request's point costs that request
+nothing. While anyone waits, the refresh also runs every ``poll_interval`` as a fallback
+for a lost notice. A waiting request therefore never queries the database itself, however
+many are waiting.
 
 While nobody waits, a notice only marks the checkpoints stale (under a steady write load
 the projector commits a hundred batches a second, and re-reading them for no one would
@@ -19,7 +21,6 @@ query, shared by every request that arrives meanwhile) before it decides to wait
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -65,12 +66,12 @@ class CheckpointWatcher:
         self.reconnect_delay = reconnect_delay
         self.checkpoints: dict[str, LogPoint] = {}
         self.refreshes = 0
-        self._waiters = 0
+        #: Each waiting request's future, resolved by the refresh that reaches its point.
+        self._waiting: dict[asyncio.Future[None], tuple[tuple[str, ...], LogPoint]] = {}
         #: A notice arrived since the last refresh (the cached checkpoints may be behind).
         self._stale = True
         self._refreshing: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
-        self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -99,7 +100,7 @@ class CheckpointWatcher:
     @property
     def waiting(self) -> int:
         """How many requests wait for a checkpoint right now."""
-        return self._waiters
+        return len(self._waiting)
 
     def reached(self, projections: Iterable[str], point: LogPoint) -> bool:
         """True when every projection in ``projections`` has applied ``point``."""
@@ -115,21 +116,17 @@ class CheckpointWatcher:
             await self._catch_up()
             if self.reached(projections, point):
                 return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_seconds
-        self._waiters += 1
+        reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[reached] = (projections, point)
         self._wake.set()  # our cached checkpoints may be old: refresh once now
         try:
-            async with self._changed:
-                while not self.reached(projections, point):
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        return False
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), remaining)
-                return True
+            async with asyncio.timeout(wait_seconds):
+                await reached
+            return True
+        except TimeoutError:
+            return self.reached(projections, point)
         finally:
-            self._waiters -= 1
+            self._waiting.pop(reached, None)
 
     async def _catch_up(self) -> None:
         """One refresh now, shared by every request that asks while it runs; a failure
@@ -161,17 +158,21 @@ class CheckpointWatcher:
             raise
         self.checkpoints = {str(name): LogPoint(int(tx), int(pos)) for name, tx, pos in rows}
         self.refreshes += 1
-        async with self._changed:
-            self._changed.notify_all()
+        for reached in [
+            f for f, (names, point) in self._waiting.items() if self.reached(names, point)
+        ]:
+            del self._waiting[reached]
+            if not reached.done():
+                reached.set_result(None)
 
     async def _refresh_loop(self) -> None:
         while True:
             _stop_if_cancelled()
-            if self._waiters:
+            if self._waiting:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 except TimeoutError:
-                    if not self._waiters:
+                    if not self._waiting:
                         continue  # the poll is for waiters: they have all gone
             else:
                 await self._wake.wait()
@@ -198,7 +199,7 @@ class CheckpointWatcher:
                     self._wake.set()
                     async for _notice in conn.notifies():
                         self._stale = True
-                        if self._waiters:
+                        if self._waiting:
                             self._wake.set()
             except (psycopg.Error, OSError) as exc:
                 _stop_if_cancelled(exc)

@@ -45,6 +45,30 @@ def test_waits_until_the_projection_applies_the_write(client: Any, conn: Any) ->
     assert time.monotonic() - started < 4
 
 
+def test_a_checkpoint_wakes_the_requests_it_reaches_and_no_later_one(
+    client: Any, conn: Any
+) -> None:
+    set_checkpoint(conn, "product_view", 100, 1)
+    watcher = client.app.state.resources.watcher
+    watcher.poll_interval = 60.0  # only the NOTIFYs wake the waiters in time
+
+    def read(point: LogPoint) -> Any:
+        headers = {"X-Consistency-Token": encode_token(point), "X-Wait-Ms": "8000"}
+        return client.get("/products", headers=headers)
+
+    with ThreadPoolExecutor(2) as pool:
+        sooner = pool.submit(read, LogPoint(100, 5))
+        later = pool.submit(read, LogPoint(100, 9))
+        poll_until(lambda: watcher.waiting == 2, message="both requests waiting")
+        set_checkpoint(conn, "product_view", 100, 5)
+        assert sooner.result(timeout=8).status_code == 200
+        poll_until(lambda: watcher.waiting == 1, message="the sooner request gone")
+        assert not later.done()
+        set_checkpoint(conn, "product_view", 100, 9)
+        assert later.result(timeout=8).status_code == 200
+    assert watcher.waiting == 0
+
+
 def test_waits_for_the_projections_of_that_endpoint_only(
     client: Any, conn: Any, settings: Settings
 ) -> None:
