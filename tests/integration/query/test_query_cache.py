@@ -13,6 +13,7 @@ from orderdesk.cache import set_if_newer, unpack
 from orderdesk.embedded import EmbeddedValkey
 from orderdesk.settings import Settings
 from query_side import cache
+from shared_contracts.tokens import LogPoint, encode_token
 from shared_contracts.views import TOP_PRODUCTS_BY_UNITS, product_cache_key
 from tests.integration.query_rows import (
     add_history,
@@ -64,6 +65,25 @@ def test_a_miss_is_filled_even_when_redis_has_forgotten_the_script(
         assert client.get("/products/MUG-2").json()["version"] == 3
         stored = direct.get(product_cache_key("MUG-2"))
     assert stored is not None and unpack(stored)[0] == 3
+
+
+def test_a_read_after_a_token_wait_leaves_the_cache_to_the_projector(
+    client: Any, conn: Any, settings: Settings
+) -> None:
+    add_product(conn, "MUG-4", name="Mug", version=2)
+    set_checkpoint(conn, "product_view", 30, 1)
+    token = {"X-Consistency-Token": encode_token(LogPoint(30, 1))}
+    key = product_cache_key("MUG-4")
+    with redis.Redis.from_url(settings.redis_url or "") as direct:
+        fresh = client.get("/products/MUG-4", headers=token)
+        assert fresh.json()["version"] == 2
+        # Read from PostgreSQL past the cache; the projector that committed the write
+        # refreshes the key itself, so this read writes nothing to Redis.
+        assert direct.get(key) is None
+        missed = client.get("/products/MUG-4")
+        assert missed.json()["version"] == 2
+        stored = direct.get(key)  # a plain miss fills the cache, as before
+    assert stored is not None and unpack(stored)[0] == 2
 
 
 def test_flushed_redis_answers_from_postgres_and_rebuilds_top_products(
