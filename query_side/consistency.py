@@ -72,6 +72,7 @@ class CheckpointWatcher:
         self._stale = True
         self._refreshing: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
+        self._listening = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -98,6 +99,11 @@ class CheckpointWatcher:
         return self._stale
 
     @property
+    def listening(self) -> bool:
+        """True while the notice connection is up (else only polls see new checkpoints)."""
+        return self._listening
+
+    @property
     def waiting(self) -> int:
         """How many requests wait for a checkpoint right now."""
         return len(self._waiting)
@@ -118,7 +124,11 @@ class CheckpointWatcher:
                 return True
         reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[reached] = (projections, point)
-        self._wake.set()  # our cached checkpoints may be old: refresh once now
+        # Refresh now when a notice came in since the refresh above (nobody was waiting
+        # for it then, so it woke no one), and with the first waiter, to start the poll.
+        # Later waiters join a refresher that is awake already.
+        if self._stale or len(self._waiting) == 1:
+            self._wake.set()
         try:
             async with asyncio.timeout(wait_seconds):
                 await reached
@@ -197,6 +207,7 @@ class CheckpointWatcher:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._stale = True  # notices may have been missed while disconnected
                     self._wake.set()
+                    self._listening = True
                     async for _notice in conn.notifies():
                         self._stale = True
                         if self._waiting:
@@ -204,6 +215,8 @@ class CheckpointWatcher:
             except (psycopg.Error, OSError) as exc:
                 _stop_if_cancelled(exc)
                 log.warning("checkpoint listener disconnected", extra={"error": repr(exc)})
+            finally:
+                self._listening = False
             await asyncio.sleep(self.reconnect_delay)
 
 

@@ -112,6 +112,31 @@ def test_many_waiters_share_one_refresh_instead_of_polling_each(client: Any, con
     assert watcher.refreshes - before <= 30
 
 
+def test_requests_joining_a_wait_cost_no_query_of_their_own(client: Any, conn: Any) -> None:
+    watcher = client.app.state.resources.watcher
+    watcher.poll_interval = 60.0  # no poll during the test: only arrivals and NOTIFYs
+    # Start with the listener connected and fresh checkpoints (a token read refreshes).
+    poll_until(lambda: watcher.listening, message="the listener connected")
+    set_checkpoint(conn, "product_view", 10, 1)
+    fresh = {"X-Consistency-Token": encode_token(LogPoint(10, 1)), "X-Wait-Ms": "0"}
+    poll_until(
+        lambda: client.get("/products", headers=fresh).status_code == 200 and not watcher.stale,
+        message="the notice read back",
+    )
+    headers = {"X-Consistency-Token": encode_token(LogPoint(20, 0)), "X-Wait-Ms": "8000"}
+    with ThreadPoolExecutor(11) as pool:
+        before = watcher.refreshes
+        first = pool.submit(client.get, "/products", headers=headers)
+        poll_until(lambda: watcher.waiting == 1 and watcher.refreshes > before)
+        settled = watcher.refreshes  # the first waiter's refresh (it starts the poll)
+        rest = [pool.submit(client.get, "/products", headers=headers) for _ in range(10)]
+        poll_until(lambda: watcher.waiting == 11, message="eleven requests waiting")
+        assert watcher.refreshes == settled
+        set_checkpoint(conn, "product_view", 20, 0)  # one NOTIFY, one refresh, all answered
+        assert {f.result(timeout=8).status_code for f in [first, *rest]} == {200}
+    assert watcher.refreshes == settled + 1
+
+
 @pytest.mark.parametrize(
     "headers",
     [
