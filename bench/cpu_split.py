@@ -1,7 +1,7 @@
 """Where POST /orders spends the machine: CPU per order of every process, beside the raw
 psycopg endpoint, and the WAL flushes each commit waits for.
 
-    python -m bench.cpu_split [--seconds 8] [--repetitions 2]
+    python -m bench.cpu_split [--seconds 8] [--repetitions 2] [--read-your-writes RATE]
 
 Starts the stack (:func:`bench.stack.running_stack`) and the raw psycopg endpoint, then
 alternately loads each with ``bench/command_load.py`` (32 clients, after a 3 s warm-up) and
@@ -10,6 +10,10 @@ the raw endpoint, the load generator, Redis, and each PostgreSQL backend, counte
 process at the other end of its connection (``pg:command-api``, ``pg:worker``, ...). Also
 the WAL flushes (``pg_stat_io``) per request and their mean duration. One JSON object per
 load, figures in microseconds per request.
+
+With ``--read-your-writes RATE`` it runs ``python -m bench``'s lag scenario instead: orders
+placed at a fixed RATE, each read back through the query API with its consistency token
+(``bench.scenarios.lag``), and gives the same split per order (one POST and one waiting GET).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import psycopg
 
+from bench import scenarios
 from bench.stack import BENCH_JWT_SECRET, Stack, http_baseline, running_stack
 from orderdesk.database import libpq_url
 
@@ -122,12 +127,51 @@ def measure(stack: Stack, url: str, name: str, seconds: float) -> dict[str, Any]
     }
 
 
+def measure_read_your_writes(stack: Stack, rate: int, seconds: float, tag: str) -> dict[str, Any]:
+    """The lag scenario at ``rate`` orders/s; CPU microseconds per order by process (the
+    load generator is this process)."""
+    scenarios.lag(stack, min(rate, 100), 2.0, f"{tag}W")  # warm-up: connections, plans
+    names = _owner_names()
+    owners = {**names, **_backend_owners(stack.server_url, names)}
+    before = _cpu_seconds(owners)
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    figures = scenarios.lag(stack, rate, seconds, tag)
+    spent = _cpu_seconds(owners)
+    spent.subtract(before)
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    spent["load generator"] = (now.ru_utime + now.ru_stime) - (mine.ru_utime + mine.ru_stime)
+    orders = figures[f"lag.achieved@{rate}"] * seconds
+    return {
+        "system": f"orderdesk read-your-writes at {rate}/s",
+        "orders_per_s": round(figures[f"lag.achieved@{rate}"], 1),
+        "lag_p50_ms": round(figures[f"lag.p50@{rate}"], 1),
+        "lag_p99_ms": round(figures[f"lag.p99@{rate}"], 1),
+        "cpu_us_per_order": {
+            k: round(v / orders * 1e6) for k, v in spent.most_common() if v > 0.001
+        },
+        "total_cpu_us_per_order": round(sum(spent.values()) / orders * 1e6),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repetitions", type=int, default=2)
+    parser.add_argument(
+        "--read-your-writes",
+        type=int,
+        metavar="RATE",
+        help="orders/s of the lag scenario to split instead of the POST load",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+        if args.read_your_writes:
+            for rep in range(args.repetitions):
+                figures = measure_read_your_writes(
+                    stack, args.read_your_writes, args.seconds, f"RYW{rep}"
+                )
+                print(json.dumps(figures), flush=True)
+            return
         if stack.embedded:  # a server of our own: time its WAL flushes too
             with psycopg.connect(libpq_url(stack.server_url), autocommit=True) as conn:
                 conn.execute("ALTER SYSTEM SET track_wal_io_timing = on")
