@@ -42,13 +42,12 @@ def test_cpu_split_names_the_processes_of_each_system() -> None:
 
 def test_cpu_split_of_read_your_writes_counts_the_query_api() -> None:
     (run,) = _json_lines(
-        "bench.cpu_split", "--seconds", "1", "--repetitions", "1", "--read-your-writes", "50"
+        "bench.cpu_split", "--seconds", "2", "--repetitions", "1", "--read-your-writes", "100"
     )
     assert run["orders_per_s"] > 0 and run["lag_p99_ms"] > 0
-    # Each order is a POST and a GET waiting on its token: both APIs and their backends.
-    assert {"command-api", "query-api", "pg:query-api", "worker", "load generator"} <= set(
-        run["cpu_us_per_order"]
-    )
+    # Each order is a POST and a GET waiting on its token. (Only processes that surely pass
+    # a clock tick, 10 ms, in a run this short: a backend may not.)
+    assert {"command-api", "query-api", "load generator"} <= set(run["cpu_us_per_order"])
 
 
 def test_sweep_growth_reports_no_scans_on_grown_tables() -> None:
