@@ -71,6 +71,7 @@ class CheckpointWatcher:
         #: A notice arrived since the last refresh (the cached checkpoints may be behind).
         self._stale = True
         self._refreshing: asyncio.Future[None] | None = None
+        self._reading = asyncio.Lock()
         self._wake = asyncio.Event()
         self._listening = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,26 +155,33 @@ class CheckpointWatcher:
             self._refreshing = None
 
     async def refresh(self) -> None:
-        """Re-read every checkpoint (one query) and wake the waiters."""
-        self._stale = False
-        try:
-            async with self.pool.connection() as conn:
-                rows = await (
-                    await conn.execute(
-                        "SELECT name, checkpoint_tx, checkpoint_pos FROM read.projection_state"
-                    )
-                ).fetchall()
-        except BaseException:
-            self._stale = True
-            raise
-        self.checkpoints = {str(name): LogPoint(int(tx), int(pos)) for name, tx, pos in rows}
-        self.refreshes += 1
-        for reached in [
-            f for f, (names, point) in self._waiting.items() if self.reached(names, point)
-        ]:
-            del self._waiting[reached]
-            if not reached.done():
-                reached.set_result(None)
+        """Re-read every checkpoint (one query) and wake the waiters.
+
+        One refresh at a time (a request's catch-up and the refresh task may both ask): the
+        results then land in the order their queries read, so a slow older read never
+        overwrites a newer one after ``stale`` was cleared — the waiter that registers next
+        would trust checkpoints older than a notice already handled, and wait out its time.
+        """
+        async with self._reading:
+            self._stale = False
+            try:
+                async with self.pool.connection() as conn:
+                    rows = await (
+                        await conn.execute(
+                            "SELECT name, checkpoint_tx, checkpoint_pos FROM read.projection_state"
+                        )
+                    ).fetchall()
+            except BaseException:
+                self._stale = True
+                raise
+            self.checkpoints = {str(name): LogPoint(int(tx), int(pos)) for name, tx, pos in rows}
+            self.refreshes += 1
+            for reached in [
+                f for f, (names, point) in self._waiting.items() if self.reached(names, point)
+            ]:
+                del self._waiting[reached]
+                if not reached.done():
+                    reached.set_result(None)
 
     async def _refresh_loop(self) -> None:
         while True:
