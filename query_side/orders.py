@@ -103,7 +103,7 @@ async def get_order(request: Request) -> Response:
         raise _not_found()
     view = order_from_row(row)
     payload = encoder.encode(view)
-    if res.cache_ttl and not fresh:  # a miss; after a token wait the projector fills it
+    if res.cache_ttl:
         await cache.fill(res.redis, key, view.version, payload, res.cache_ttl)
     if not _may_read(who, view.customer_id):
         raise _not_found()

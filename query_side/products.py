@@ -79,7 +79,7 @@ async def get_product(request: Request) -> Response:
         raise _not_found(sku)
     view = product_from_row(row)
     payload = encoder.encode(view)
-    if res.cache_ttl and not fresh:  # a miss; after a token wait the projector fills it
+    if res.cache_ttl:
         await cache.fill(res.redis, key, view.version, payload, res.cache_ttl)
     return single(payload, view.version, request.headers.get("if-none-match"))
 
