@@ -125,6 +125,10 @@ class CacheReader(Protocol):
         """The value at ``key``; None on a miss or when Redis is unavailable."""
         ...
 
+    async def fill(self, key: str, version: int, payload: bytes, ttl: int) -> None:
+        """Store ``payload`` at ``version`` unless the cache holds a newer version."""
+        ...
+
     async def aclose(self) -> None:
         """Release what the reader holds."""
         ...
@@ -152,6 +156,10 @@ class GetBatcher:
             return None
         return await self._batches.submit(key)
 
+    async def fill(self, key: str, version: int, payload: bytes, ttl: int) -> None:
+        """Store ``payload`` at ``version`` unless the cache holds a newer version."""
+        await self.guard.call(lambda: set_if_newer(self.guard.client, key, version, payload, ttl))
+
     async def aclose(self) -> None:
         """Nothing to release: the Redis client belongs to the app."""
 
@@ -173,7 +181,7 @@ async def cached(source: RedisGuard | CacheReader, key: str) -> tuple[int, bytes
         return None
 
 
-async def fill(guard: RedisGuard, key: str, version: int, payload: bytes, ttl: int) -> None:
+async def fill(reader: CacheReader, key: str, version: int, payload: bytes, ttl: int) -> None:
     """Store a representation read from PostgreSQL unless the cache holds a newer one:
     a fill that read version 4 just before the projector cached 5 loses (DESIGN.md §5)."""
-    await guard.call(lambda: set_if_newer(guard.client, key, version, payload, ttl))
+    await reader.fill(key, version, payload, ttl)

@@ -1,4 +1,5 @@
-"""Cache reads of the query API: GETs batched into MGETs on one dedicated Redis connection.
+"""Cache reads of the query API: GETs batched into MGETs on one dedicated Redis connection,
+and the fills after a miss on the same connection.
 
 The read path's hottest call. Through redis-py's asyncio client one call costs ~90 µs of
 CPU (pool checkout, command packing, a stream reader, per-command hooks); on a
@@ -25,7 +26,8 @@ import asyncio
 import functools
 from typing import Any
 
-from orderdesk.redis_wire import RedisWire, address_of
+from orderdesk.cache import SET_IF_NEWER, SET_IF_NEWER_SHA
+from orderdesk.redis_wire import RedisWire, ReplyError, address_of
 from query_side.cache import GetBatcher, RedisGuard
 
 Waiter = tuple[str, "asyncio.Future[bytes | None]"]
@@ -106,6 +108,24 @@ class BatchedGets:
         for _, answer in waiting:
             if not answer.done():
                 answer.set_result(None)
+
+    async def fill(self, key: str, version: int, payload: bytes, ttl: int) -> None:
+        """Store ``payload`` at ``version`` unless the cache holds a newer version: the
+        versioned script by its SHA1 on this connection (its text only after NOSCRIPT).
+        A failure starts the cool-down, like a failed read; the value is simply not cached."""
+        if not self.guard.available:
+            return
+        call = ("EVALSHA", SET_IF_NEWER_SHA, "1", key, str(version), payload, str(ttl))
+        try:
+            try:
+                await self.wire.call(*call)
+            except ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                await self.wire.call("SCRIPT", "LOAD", SET_IF_NEWER)
+                await self.wire.call(*call)
+        except (ReplyError, OSError, TimeoutError) as exc:  # ConnectionError is an OSError
+            self.guard.failed(exc)
 
     async def aclose(self) -> None:
         """Close the connection; anything still waiting gets a miss."""

@@ -104,7 +104,7 @@ async def get_order(request: Request) -> Response:
     view = order_from_row(row)
     payload = encoder.encode(view)
     if res.cache_ttl:
-        await cache.fill(res.redis, key, view.version, payload, res.cache_ttl)
+        await cache.fill(res.reads, key, view.version, payload, res.cache_ttl)
     if not _may_read(who, view.customer_id):
         raise _not_found()
     return single(payload, view.version, request.headers.get("if-none-match"), ORDER_PRIVATE)

@@ -80,7 +80,7 @@ async def get_product(request: Request) -> Response:
     view = product_from_row(row)
     payload = encoder.encode(view)
     if res.cache_ttl:
-        await cache.fill(res.redis, key, view.version, payload, res.cache_ttl)
+        await cache.fill(res.reads, key, view.version, payload, res.cache_ttl)
     return single(payload, view.version, request.headers.get("if-none-match"))
 
 

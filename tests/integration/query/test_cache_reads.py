@@ -203,6 +203,41 @@ def test_a_restarted_server_is_read_again_after_the_cool_down(valkey: Valkey) ->
     assert asyncio.run(scenario()) == [b"before", None, b"after"]
 
 
+def test_fills_keep_the_newest_version_and_survive_a_script_flush(valkey: Valkey) -> None:
+    direct = redis.Redis.from_url(valkey.tcp_url)
+
+    async def fill_three_times() -> None:
+        reader = _reads(valkey.tcp_url)
+        try:
+            await reader.fill("order:1", 2, b'{"version":2}', 60)
+            await reader.fill("order:1", 1, b'{"version":1}', 60)  # older: refused
+            direct.script_flush()  # a restarted or flushed server forgets the script
+            await reader.fill("order:2", 5, b'{"version":5}', 60)
+            assert reader.guard.available
+        finally:
+            await reader.aclose()
+
+    asyncio.run(fill_three_times())
+    assert direct.get("order:1") == b'2:{"version":2}'
+    assert direct.get("order:2") == b'5:{"version":5}'
+    assert 0 < direct.ttl("order:2") <= 60
+
+
+def test_a_fill_with_redis_gone_is_a_cool_down_not_an_error(valkey: Valkey) -> None:
+    async def fill() -> bool:
+        reader = _reads(valkey.tcp_url, cooldown=30)
+        try:
+            await reader.get("warm")  # connected
+            valkey.process.terminate()
+            valkey.process.wait(timeout=10)
+            await reader.fill("order:1", 1, b"{}", 60)
+            return reader.guard.available
+        finally:
+            await reader.aclose()
+
+    assert asyncio.run(fill()) is False
+
+
 def test_only_plain_and_unix_addresses_get_the_dedicated_connection() -> None:
     assert address_of("redis://127.0.0.1:6380/2") is not None
     assert address_of("unix:///run/valkey.sock?db=1") is not None

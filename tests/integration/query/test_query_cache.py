@@ -33,16 +33,18 @@ def test_a_stale_fill_never_overwrites_what_the_projector_cached(
     raced = []
 
     async def fill_after_projector(
-        guard: Any, key: str, version: int, payload: bytes, ttl: int
+        reader: Any, key: str, version: int, payload: bytes, ttl: int
     ) -> None:
         # The GET has read version 1 from PostgreSQL. Now the projector commits version 2
         # and refreshes the cache, and only then does the GET's (stale) fill run.
         if not raced:
             raced.append(version)
             add_product(conn, "MUG-1", name="New name", version=2)
-            await set_if_newer(guard.client, key, 2, b'{"name":"New name","version":2}', 60)
-        await real_fill(guard, key, version, payload, ttl)
+            client = client_app.state.resources.redis.client
+            await set_if_newer(client, key, 2, b'{"name":"New name","version":2}', 60)
+        await real_fill(reader, key, version, payload, ttl)
 
+    client_app = client.app
     monkeypatch.setattr(cache, "fill", fill_after_projector)
     first = client.get("/products/MUG-1")
     assert raced == [1]
