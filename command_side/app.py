@@ -2,7 +2,8 @@
 
 Created here, and nowhere else: the metrics registry, the token verifier (with its cache),
 the routes (from :func:`command_side.routes.command_routes`), the OpenAPI document; and, in
-the lifespan, the database pool and the Redis client of the rate limiter. Middleware, outside
+the lifespan, the database pool, the Redis client of the rate limiter, the row queue and
+the sku snapshots of the optimistic path. Middleware, outside
 in: request context (correlation id, latency histogram) → rate limiter → routes.
 """
 
@@ -24,6 +25,7 @@ from command_side.api_doc import openapi_document
 from command_side.endpoint import command_endpoint
 from command_side.routes import command_routes
 from command_side.row_queue import RowQueue
+from command_side.sku_snapshots import SkuSnapshots
 from orderdesk.auth import TokenVerifier
 from orderdesk.database import PoolRecovery, async_pool
 from orderdesk.health import health_routes
@@ -66,7 +68,12 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
             live["limiter"] = RateLimiter.from_settings(settings, client, metrics)
         live["pool"], live["redis"] = pool, client
         try:
-            yield {"pool": pool, "pool_recovery": PoolRecovery(pool), "row_queue": RowQueue()}
+            yield {
+                "pool": pool,
+                "pool_recovery": PoolRecovery(pool),
+                "row_queue": RowQueue(),
+                "sku_snapshots": SkuSnapshots(),
+            }
         finally:
             limiter = live.get("limiter")
             live.clear()

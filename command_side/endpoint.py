@@ -169,15 +169,20 @@ async def _run(
         traceparent=_traceparent(headers.get("traceparent")),
     )
     for attempt in range(ATTEMPTS):
-        # First without locks or a transaction: two round trips, the save checks what was
-        # read (command_side.postgres). After a stale read, and whenever an Idempotency-Key
-        # needs its record written in the command's transaction, locking.
+        # First without locks or a transaction: two round trips (one for an order decided
+        # from a sku snapshot), the save checks what was read (command_side.postgres).
+        # After a stale read or snapshot, a rejection on a snapshot, and whenever an
+        # Idempotency-Key needs its record written in the command's transaction, locking.
         locking = attempt > 0 or key is not None
         try:
             async with (
                 pool.connection() as conn,
                 PostgresUnitOfWork(
-                    conn, metadata, locking=locking, rows=request.state.row_queue
+                    conn,
+                    metadata,
+                    locking=locking,
+                    rows=request.state.row_queue,
+                    snapshots=request.state.sku_snapshots,
                 ) as uow,
             ):
                 if key is not None:

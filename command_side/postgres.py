@@ -18,6 +18,11 @@ Two ways to run a command, both ending in the same single save statement:
   deadlock and never oversell. The version guards and ``event_log``'s unique
   ``(stream_id, stream_version)`` stay as second and third guards.
 
+An optimistic order of one line may decide from this process's snapshot of its sku's rows
+(:mod:`command_side.sku_snapshots`) instead of reading them: one round trip instead of two.
+The save then checks the product row's version too, and a command rejected on a snapshot
+is run again from the database (as :class:`RetryWithLocks`) before the rejection is sent.
+
 All writes of one command are ONE statement (:func:`command_side.save_statement.save_sql`,
 one text per shape of command): the aggregate rows and every event, whose last position is
 the consistency token's point. SQL texts are constant per shape, so psycopg prepares each
@@ -36,11 +41,12 @@ import psycopg
 from psycopg import AsyncConnection, AsyncTransaction
 
 from command_side.domain.catalog import Product
-from command_side.domain.errors import Conflict
+from command_side.domain.errors import Conflict, DomainError
 from command_side.domain.inventory import StockItem
 from command_side.domain.orders import Order
 from command_side.row_queue import RowQueue
 from command_side.save_statement import VERSION_GUARD, guarded_rows, save_parameters
+from command_side.sku_snapshots import ProductRow, SkuSnapshot, SkuSnapshots, StockRow
 from command_side.unit_of_work import (
     Aggregate,
     EventMetadata,
@@ -48,6 +54,7 @@ from command_side.unit_of_work import (
     concurrent_change,
     pending,
 )
+from orderdesk.problems import ProblemError
 from shared_contracts.events import (
     OrderLine,
     decode_payload,
@@ -126,7 +133,8 @@ def _described(changed: list[Aggregate]) -> str:
 class PostgresUnitOfWork:
     """A unit of work on one pooled connection. Locking (the default), the transaction
     spans ``async with``; optimistic (``locking=False``, needs an autocommit connection),
-    :meth:`save` is the commit. See the module docstring."""
+    :meth:`save` is the commit. ``snapshots``: the process's sku snapshots, read by
+    optimistic orders and kept current by every save. See the module docstring."""
 
     def __init__(
         self,
@@ -135,6 +143,7 @@ class PostgresUnitOfWork:
         *,
         locking: bool = True,
         rows: RowQueue | None = None,
+        snapshots: SkuSnapshots | None = None,
     ) -> None:
         if not locking and not conn.autocommit:
             raise ValueError("an optimistic unit of work needs an autocommit connection")
@@ -144,6 +153,13 @@ class PostgresUnitOfWork:
         #: Optimistic only: stock rows are read after this process's earlier commands on
         #: them have saved (:mod:`command_side.row_queue`); held until the block ends.
         self.rows = rows if not locking else None
+        self.snapshots = snapshots
+        #: skus this unit of work decided from a snapshot, and the (sku, version) of the
+        #: product rows among them that the save must check.
+        self._from_snapshot: list[str] = []
+        self._checked: list[tuple[str, int]] = []
+        #: Locking only: skus whose rows the save wrote, whose snapshots go once it ends.
+        self._written: list[str] = []
         self._queued: list[str] = []
         self._tx: contextlib.AbstractAsyncContextManager[AsyncTransaction] | None = None
         self._seen: list[Aggregate] = []
@@ -153,6 +169,7 @@ class PostgresUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._seen, self._loaded, self.appended = [], {}, []
+        self._from_snapshot, self._checked, self._written = [], [], []
         if not self.locking:
             return self
         # Not in pipeline mode: measured, psycopg's async pipeline spends more CPU per
@@ -174,10 +191,23 @@ class PostgresUnitOfWork:
             if tx is not None:
                 await tx.__aexit__(exc_type, exc, tb)
         finally:
+            if self.snapshots is not None:
+                # Committed or not, what a locking save wrote is read afresh next time.
+                self.snapshots.forget(self._written)
+                if exc is not None and self._from_snapshot:
+                    self.snapshots.forget(self._from_snapshot)
             if self._queued:
                 assert self.rows is not None
                 queued, self._queued = self._queued, []
                 self.rows.give_back(queued)
+        if (
+            isinstance(exc, (DomainError, ProblemError))
+            and self._from_snapshot
+            and not self.appended  # never run again once a save has committed
+        ):
+            # Rejected on a snapshot (the handlers answer domain errors as problems): only
+            # the database can confirm it.
+            raise RetryWithLocks(f"rejected on a snapshot of {', '.join(self._from_snapshot)}")
 
     async def _queue_for(self, skus: Sequence[str]) -> None:
         """Wait for this process's earlier commands on these stock rows (optimistic only;
@@ -219,6 +249,11 @@ class PostgresUnitOfWork:
             # order and its stock): such saves lock (RetryWithLocks), so skip this read.
             raise RetryWithLocks("more than one existing row to update")
         await self._queue_for(skus)
+        snapshots = self.snapshots if not self.locking else None
+        if snapshots is not None and len(skus) == 1:
+            found = snapshots.get(skus[0])
+            if found is not None:
+                return self._from(skus[0], found)
         if len(skus) == 1:
             cur = await self.conn.execute(self._sql(LOAD_FOR_ONE_SKU), (skus[0],))
         else:
@@ -238,7 +273,26 @@ class PostgresUnitOfWork:
             products[sku] = Product(sku, name, price, status, p_version)
             item = stock[sku] = StockItem(sku, on_hand, reserved, s_version)
             self._track(item, s_version)
+            if snapshots is not None:
+                snapshots.put(
+                    sku,
+                    SkuSnapshot(
+                        ProductRow(name, price, status, p_version),
+                        StockRow(on_hand, reserved, s_version),
+                    ),
+                )
         return products, stock
+
+    def _from(
+        self, sku: str, snapshot: SkuSnapshot
+    ) -> tuple[dict[str, Product], dict[str, StockItem]]:
+        """:meth:`get_for_order`'s answer from a snapshot; the save checks both rows."""
+        p, s = snapshot.product, snapshot.stock
+        item = StockItem(sku, s.on_hand, s.reserved, s.version)
+        self._track(item, s.version)
+        self._from_snapshot.append(sku)
+        self._checked.append((sku, p.version))
+        return {sku: Product(sku, p.name, p.price, p.status, p.version)}, {sku: item}
 
     async def get_order(self, order_id: str) -> Order | None:
         async with self.conn.pipeline() as pipeline:
@@ -276,7 +330,11 @@ class PostgresUnitOfWork:
         if not self.locking and guarded_rows(changed, self._loaded) > 1:
             raise RetryWithLocks("more than one existing row to update")
         sql, params = save_parameters(
-            changed, self._loaded, events, _metadata_encoder.encode(self._metadata_dict())
+            changed,
+            self._loaded,
+            events,
+            _metadata_encoder.encode(self._metadata_dict()),
+            checked=self._checked,
         )
         try:
             cur = await self.conn.execute(sql, params)
@@ -292,15 +350,38 @@ class PostgresUnitOfWork:
         except psycopg.DatabaseError as exc:
             if exc.sqlstate != VERSION_GUARD:
                 raise
+            if self.snapshots is not None and self._from_snapshot:
+                # Another process writes these rows too: read them for a while.
+                self.snapshots.forget(self._from_snapshot, contended=True)
+                self._from_snapshot = []
             if not self.locking:
                 raise RetryWithLocks(_described(changed)) from None
             raise concurrent_change(_described(changed)) from None
         assert row is not None
         self.appended.extend(event_type_of(e) for _, _, e in events)
+        if self.snapshots is not None:
+            self._keep_snapshots(changed)
         for aggregate in changed:
             self._loaded[id(aggregate)] = aggregate.version
             aggregate.events.clear()
         return LogPoint(int(row[0]), int(row[1]))
+
+    def _keep_snapshots(self, changed: list[Aggregate]) -> None:
+        """After a save: an optimistic one has committed, so its rows are the snapshots
+        now; a locking one commits later (or not), so its skus are forgotten at the end."""
+        assert self.snapshots is not None
+        for a in changed:
+            if isinstance(a, StockItem):
+                if self.locking:
+                    self._written.append(a.sku)
+                else:
+                    self.snapshots.saved(a.sku, stock=StockRow(a.on_hand, a.reserved, a.version))
+            elif isinstance(a, Product):
+                if self.locking:
+                    self._written.append(a.sku)
+                else:
+                    product = ProductRow(a.name, a.price, a.status, a.version)
+                    self.snapshots.saved(a.sku, product=product)
 
     def _metadata_dict(self) -> dict[str, str | None]:
         m = self.metadata

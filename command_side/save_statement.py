@@ -21,11 +21,16 @@ the end of the statement, so parent and child rows may arrive together. Guarded 
 checks the counts (``write.versions_matched``, migration 0003): when another command moved
 one of the rows it raises SQLSTATE :data:`VERSION_GUARD` and nothing of it is written —
 which is what lets the optimistic path run it with no transaction around it.
+
+Rows a command decided from but does not write (the product of an order decided from this
+process's snapshot, :mod:`command_side.sku_snapshots`) are *checked* the same way: a
+``SELECT`` of the row at the version the decision saw must find it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from command_side.domain.catalog import Product
@@ -51,6 +56,7 @@ _STOCK = "(%s::text, %s::int, %s::int, %s::int, %s::int)"
 _NEW_ORDER = "(%s::uuid, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, %s::int)"
 _LINE = "(%s::uuid, %s::smallint, %s::text, %s::text, %s::int, %s::bigint)"
 _ORDER = "(%s::uuid, %s::text, %s::bigint, %s::bigint, %s::int, %s::int)"
+_CHECKED = "(%s::text, %s::int)"
 _EVENT = "(gen_random_uuid(), %s, %s, %s::int, %s, %s::smallint, %s::jsonb, %s::jsonb)"
 
 
@@ -83,6 +89,7 @@ _ORDER_COLUMNS = ("status", "paid_amount", "refund", "version")
 
 @functools.lru_cache(maxsize=256)
 def save_sql(
+    checked_products: int,
     new_products: int,
     products: int,
     stock: int,
@@ -93,12 +100,23 @@ def save_sql(
 ) -> str:
     """The save statement for a command that writes that many rows of each kind.
 
-    Its placeholders take, in order: new products, changed products, stock, new orders,
-    order lines, changed orders, events — see :func:`save_parameters` for each row's order
-    (a single guarded update takes its columns first, then key and expected version).
+    Its placeholders take, in order: checked products, new products, changed products,
+    stock, new orders, order lines, changed orders, events — see :func:`save_parameters`
+    for each row's order (a single guarded update takes its columns first, then key and
+    expected version).
     """
     parts: list[str] = []
     guards: list[str] = []
+    if checked_products:
+        parts.append(
+            "checked_products AS (SELECT 1 FROM write.products AS p "
+            f"JOIN (VALUES {_rows(_CHECKED, checked_products)}) AS r(sku, version) "
+            "ON p.sku = r.sku AND p.version = r.version)"
+            if checked_products > 1
+            else "checked_products AS (SELECT 1 FROM write.products "
+            "WHERE sku = %s::text AND version = %s::int)"
+        )
+        guards.append(f"(SELECT count(*) FROM checked_products) = {checked_products}")
     if new_products:
         parts.append(
             "new_products AS (INSERT INTO write.products (sku, name, price, status, version) "
@@ -169,10 +187,13 @@ def save_parameters(
     loaded: dict[int, int],
     events: list[tuple[Aggregate, int, Event]],
     metadata: bytes,
+    *,
+    checked: Sequence[tuple[str, int]] = (),
 ) -> tuple[str, list[Any]]:
     """The save statement for the ``changed`` aggregates (``loaded`` maps ``id(aggregate)``
     to the version it was read at, 0 for new ones) and their ``events``, and its
-    parameters."""
+    parameters. ``checked``: ``(sku, version)`` of product rows the command decided from
+    but does not write, which must still be at that version."""
     new_products: list[Any] = []
     products: list[Any] = []
     stock: list[Any] = []
@@ -180,6 +201,7 @@ def save_parameters(
     lines: list[Any] = []
     orders: list[Any] = []
     counts = [0] * 7
+    checked_rows = [value for row in checked for value in row]
     for a in changed:
         expected = loaded[id(a)]
         if isinstance(a, Product):
@@ -232,5 +254,6 @@ def save_parameters(
             meta,
         )
     counts[6] = len(events)
-    params = new_products + products + stock + new_orders + lines + orders + appended
-    return save_sql(*counts), params
+    params = checked_rows + new_products + products + stock + new_orders + lines + orders
+    params += appended
+    return save_sql(len(checked), *counts), params
