@@ -28,7 +28,7 @@ from starlette.responses import Response
 from command_side import commands as c
 from command_side import idempotency
 from command_side.handlers import Outcome
-from command_side.postgres import PostgresUnitOfWork, RetryWithLocks
+from command_side.postgres import PostgresUnitOfWork, ReadAgain, RetryWithLocks
 from command_side.routes import CommandRoute
 from command_side.unit_of_work import EventMetadata
 from orderdesk.auth import Principal
@@ -41,7 +41,8 @@ from orderdesk.verified_tokens import CachedVerifier
 
 #: Transient errors that mean "run the whole transaction again" rather than "tell the client".
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-ATTEMPTS = 3
+#: From a snapshot, reading again, locking, and locking once more after a deadlock.
+ATTEMPTS = 4
 
 _encoder = msgspec.json.Encoder()
 _JSON = "application/json"
@@ -168,12 +169,14 @@ async def _run(
         actor=subject,
         traceparent=_traceparent(headers.get("traceparent")),
     )
+    # First without locks or a transaction: two round trips (one for an order decided from
+    # a sku snapshot), the save checks what was read (command_side.postgres). After a
+    # rejection on a snapshot, the same reading the database; after a stale read or
+    # snapshot, and whenever an Idempotency-Key needs its record written in the command's
+    # transaction, locking.
+    locking = key is not None
+    fresh = False
     for attempt in range(ATTEMPTS):
-        # First without locks or a transaction: two round trips (one for an order decided
-        # from a sku snapshot), the save checks what was read (command_side.postgres).
-        # After a stale read or snapshot, a rejection on a snapshot, and whenever an
-        # Idempotency-Key needs its record written in the command's transaction, locking.
-        locking = attempt > 0 or key is not None
         try:
             async with (
                 pool.connection() as conn,
@@ -183,6 +186,7 @@ async def _run(
                     locking=locking,
                     rows=request.state.row_queue,
                     snapshots=request.state.sku_snapshots,
+                    fresh=fresh,
                 ) as uow,
             ):
                 if key is not None:
@@ -204,9 +208,12 @@ async def _run(
             for event_type in uow.appended:
                 count_appended(event_type)
             return Response(stored.body, stored.status, stored.headers), "ok"
+        except ReadAgain:
+            fresh = True
         except RetryWithLocks:
-            continue  # the next attempt locks
+            locking = True
         except RETRYABLE:
+            locking = True
             if attempt == ATTEMPTS - 1:
                 raise ProblemError(
                     503, "busy", "The database is busy; retry.", headers={"Retry-After": "1"}

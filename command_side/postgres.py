@@ -20,8 +20,9 @@ Two ways to run a command, both ending in the same single save statement:
 
 An optimistic order of one line may decide from this process's snapshot of its sku's rows
 (:mod:`command_side.sku_snapshots`) instead of reading them: one round trip instead of two.
-The save then checks the product row's version too, and a command rejected on a snapshot
-is run again from the database (as :class:`RetryWithLocks`) before the rejection is sent.
+The save then checks that both rows still hold every value the decision used, and a
+command rejected on a snapshot is run again reading the database (:class:`ReadAgain`)
+before the rejection is sent.
 
 All writes of one command are ONE statement (:func:`command_side.save_statement.save_sql`,
 one text per shape of command): the aggregate rows and every event, whose last position is
@@ -125,6 +126,11 @@ class RetryWithLocks(Exception):
     """
 
 
+class ReadAgain(RetryWithLocks):
+    """A command was rejected on a snapshot: run it again reading the database (no locks
+    needed: a rejection there is final, and a save is guarded as always)."""
+
+
 def _described(changed: list[Aggregate]) -> str:
     names = [a.id if isinstance(a, Order) else a.sku for a in changed]
     return ", ".join(names)
@@ -134,7 +140,8 @@ class PostgresUnitOfWork:
     """A unit of work on one pooled connection. Locking (the default), the transaction
     spans ``async with``; optimistic (``locking=False``, needs an autocommit connection),
     :meth:`save` is the commit. ``snapshots``: the process's sku snapshots, read by
-    optimistic orders and kept current by every save. See the module docstring."""
+    optimistic orders (unless ``fresh``) and kept current by every read and save. See the
+    module docstring."""
 
     def __init__(
         self,
@@ -144,6 +151,7 @@ class PostgresUnitOfWork:
         locking: bool = True,
         rows: RowQueue | None = None,
         snapshots: SkuSnapshots | None = None,
+        fresh: bool = False,
     ) -> None:
         if not locking and not conn.autocommit:
             raise ValueError("an optimistic unit of work needs an autocommit connection")
@@ -154,10 +162,14 @@ class PostgresUnitOfWork:
         #: them have saved (:mod:`command_side.row_queue`); held until the block ends.
         self.rows = rows if not locking else None
         self.snapshots = snapshots
-        #: skus this unit of work decided from a snapshot, and the (sku, version) of the
-        #: product rows among them that the save must check.
+        #: Whether an optimistic read may be answered from a snapshot.
+        self.from_snapshots = snapshots is not None and not locking and not fresh
+        #: skus this unit of work decided from a snapshot, the rows as it saw them (which
+        #: the save checks), and every sku whose snapshot it read or made (forgotten if
+        #: the block fails: the save may have failed on a stale one).
         self._from_snapshot: list[str] = []
-        self._checked: list[tuple[str, int]] = []
+        self._checked: list[tuple[str, ProductRow | StockRow]] = []
+        self._touched: list[str] = []
         #: Locking only: skus whose rows the save wrote, whose snapshots go once it ends.
         self._written: list[str] = []
         self._queued: list[str] = []
@@ -169,7 +181,7 @@ class PostgresUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._seen, self._loaded, self.appended = [], {}, []
-        self._from_snapshot, self._checked, self._written = [], [], []
+        self._from_snapshot, self._checked, self._touched, self._written = [], [], [], []
         if not self.locking:
             return self
         # Not in pipeline mode: measured, psycopg's async pipeline spends more CPU per
@@ -187,15 +199,16 @@ class PostgresUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         tx, self._tx = self._tx, None
+        ending = exc
         try:
             if tx is not None:
                 await tx.__aexit__(exc_type, exc, tb)
+        except BaseException as failed:  # the commit itself failed
+            ending = failed
+            raise
         finally:
             if self.snapshots is not None:
-                # Committed or not, what a locking save wrote is read afresh next time.
-                self.snapshots.forget(self._written)
-                if exc is not None and self._from_snapshot:
-                    self.snapshots.forget(self._from_snapshot)
+                self._end_snapshots(ending)
             if self._queued:
                 assert self.rows is not None
                 queued, self._queued = self._queued, []
@@ -207,7 +220,18 @@ class PostgresUnitOfWork:
         ):
             # Rejected on a snapshot (the handlers answer domain errors as problems): only
             # the database can confirm it.
-            raise RetryWithLocks(f"rejected on a snapshot of {', '.join(self._from_snapshot)}")
+            raise ReadAgain(f"rejected on a snapshot of {', '.join(self._from_snapshot)}")
+
+    def _end_snapshots(self, exc: BaseException | None) -> None:
+        assert self.snapshots is not None
+        # Committed or not, what a locking save wrote is read afresh next time.
+        self.snapshots.forget(self._written)
+        if isinstance(exc, psycopg.OperationalError):
+            # The database went away (restart, failover): it may have lost commits that
+            # the snapshots remember.
+            self.snapshots.forget_all()
+        elif exc is not None:
+            self.snapshots.forget(self._touched)
 
     async def _queue_for(self, skus: Sequence[str]) -> None:
         """Wait for this process's earlier commands on these stock rows (optimistic only;
@@ -250,7 +274,7 @@ class PostgresUnitOfWork:
             raise RetryWithLocks("more than one existing row to update")
         await self._queue_for(skus)
         snapshots = self.snapshots if not self.locking else None
-        if snapshots is not None and len(skus) == 1:
+        if snapshots is not None and self.from_snapshots and len(skus) == 1:
             found = snapshots.get(skus[0])
             if found is not None:
                 return self._from(skus[0], found)
@@ -274,6 +298,7 @@ class PostgresUnitOfWork:
             item = stock[sku] = StockItem(sku, on_hand, reserved, s_version)
             self._track(item, s_version)
             if snapshots is not None:
+                self._touched.append(sku)
                 snapshots.put(
                     sku,
                     SkuSnapshot(
@@ -291,7 +316,8 @@ class PostgresUnitOfWork:
         item = StockItem(sku, s.on_hand, s.reserved, s.version)
         self._track(item, s.version)
         self._from_snapshot.append(sku)
-        self._checked.append((sku, p.version))
+        self._touched.append(sku)
+        self._checked += ((sku, p), (sku, s))
         return {sku: Product(sku, p.name, p.price, p.status, p.version)}, {sku: item}
 
     async def get_order(self, order_id: str) -> Order | None:
@@ -353,7 +379,6 @@ class PostgresUnitOfWork:
             if self.snapshots is not None and self._from_snapshot:
                 # Another process writes these rows too: read them for a while.
                 self.snapshots.forget(self._from_snapshot, contended=True)
-                self._from_snapshot = []
             if not self.locking:
                 raise RetryWithLocks(_described(changed)) from None
             raise concurrent_change(_described(changed)) from None

@@ -22,9 +22,9 @@ checks the counts (``write.versions_matched``, migration 0003): when another com
 one of the rows it raises SQLSTATE :data:`VERSION_GUARD` and nothing of it is written —
 which is what lets the optimistic path run it with no transaction around it.
 
-Rows a command decided from but does not write (the product of an order decided from this
-process's snapshot, :mod:`command_side.sku_snapshots`) are *checked* the same way: a
-``SELECT`` of the row at the version the decision saw must find it.
+Rows a command decided from a snapshot (:mod:`command_side.sku_snapshots`) are also
+*checked*: a ``SELECT`` of the row with every value the decision used (and its version)
+must find it, or the statement raises the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any
 from command_side.domain.catalog import Product
 from command_side.domain.inventory import StockItem
 from command_side.domain.orders import Order
+from command_side.sku_snapshots import ProductRow, StockRow
 from command_side.unit_of_work import Aggregate
 from shared_contracts.events import (
     Event,
@@ -56,12 +57,29 @@ _STOCK = "(%s::text, %s::int, %s::int, %s::int, %s::int)"
 _NEW_ORDER = "(%s::uuid, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, %s::int)"
 _LINE = "(%s::uuid, %s::smallint, %s::text, %s::text, %s::int, %s::bigint)"
 _ORDER = "(%s::uuid, %s::text, %s::bigint, %s::bigint, %s::int, %s::int)"
-_CHECKED = "(%s::text, %s::int)"
+#: Checked rows: every value a decision used, then the version.
+_CHECKED_PRODUCT = (("sku", "text"), ("name", "text"), ("price", "bigint"), ("status", "text"))
+_CHECKED_STOCK = (("sku", "text"), ("on_hand", "int"), ("reserved", "int"))
 _EVENT = "(gen_random_uuid(), %s, %s, %s::int, %s, %s::smallint, %s::jsonb, %s::jsonb)"
 
 
 def _rows(template: str, n: int) -> str:
     return ", ".join([template] * n)
+
+
+def _checked(name: str, table: str, columns: tuple[tuple[str, str], ...], n: int) -> str:
+    """A CTE with one row per ``n`` rows of ``table`` found with exactly these values."""
+    columns = (*columns, ("version", "int"))
+    if n == 1:
+        matches = " AND ".join(f"{c} = %s::{t}" for c, t in columns)
+        return f"{name} AS (SELECT 1 FROM write.{table} WHERE {matches})"
+    row = "(" + ", ".join(f"%s::{t}" for _, t in columns) + ")"
+    names = ", ".join(c for c, _ in columns)
+    on = " AND ".join(f"t.{c} = r.{c}" for c, _ in columns)
+    return (
+        f"{name} AS (SELECT 1 FROM write.{table} AS t "
+        f"JOIN (VALUES {_rows(row, n)}) AS r({names}) ON {on})"
+    )
 
 
 def _guarded_update(table: str, alias: str, key: str, columns: tuple[str, ...], n: int) -> str:
@@ -90,6 +108,7 @@ _ORDER_COLUMNS = ("status", "paid_amount", "refund", "version")
 @functools.lru_cache(maxsize=256)
 def save_sql(
     checked_products: int,
+    checked_stock: int,
     new_products: int,
     products: int,
     stock: int,
@@ -100,23 +119,20 @@ def save_sql(
 ) -> str:
     """The save statement for a command that writes that many rows of each kind.
 
-    Its placeholders take, in order: checked products, new products, changed products,
-    stock, new orders, order lines, changed orders, events — see :func:`save_parameters`
-    for each row's order (a single guarded update takes its columns first, then key and
-    expected version).
+    Its placeholders take, in order: checked products, checked stock, new products,
+    changed products, stock, new orders, order lines, changed orders, events — see
+    :func:`save_parameters` for each row's order (a single guarded update takes its columns
+    first, then key and expected version).
     """
     parts: list[str] = []
     guards: list[str] = []
-    if checked_products:
-        parts.append(
-            "checked_products AS (SELECT 1 FROM write.products AS p "
-            f"JOIN (VALUES {_rows(_CHECKED, checked_products)}) AS r(sku, version) "
-            "ON p.sku = r.sku AND p.version = r.version)"
-            if checked_products > 1
-            else "checked_products AS (SELECT 1 FROM write.products "
-            "WHERE sku = %s::text AND version = %s::int)"
-        )
-        guards.append(f"(SELECT count(*) FROM checked_products) = {checked_products}")
+    for name, n, table, values in (
+        ("checked_products", checked_products, "products", _CHECKED_PRODUCT),
+        ("checked_stock", checked_stock, "stock_items", _CHECKED_STOCK),
+    ):
+        if n:
+            parts.append(_checked(name, table, values, n))
+            guards.append(f"(SELECT count(*) FROM {name}) = {n}")
     if new_products:
         parts.append(
             "new_products AS (INSERT INTO write.products (sku, name, price, status, version) "
@@ -188,12 +204,12 @@ def save_parameters(
     events: list[tuple[Aggregate, int, Event]],
     metadata: bytes,
     *,
-    checked: Sequence[tuple[str, int]] = (),
+    checked: Sequence[tuple[str, ProductRow | StockRow]] = (),
 ) -> tuple[str, list[Any]]:
     """The save statement for the ``changed`` aggregates (``loaded`` maps ``id(aggregate)``
     to the version it was read at, 0 for new ones) and their ``events``, and its
-    parameters. ``checked``: ``(sku, version)`` of product rows the command decided from
-    but does not write, which must still be at that version."""
+    parameters. ``checked``: ``(sku, row)`` as the command's decision saw them (before any
+    change), which must still hold exactly those values."""
     new_products: list[Any] = []
     products: list[Any] = []
     stock: list[Any] = []
@@ -201,7 +217,13 @@ def save_parameters(
     lines: list[Any] = []
     orders: list[Any] = []
     counts = [0] * 7
-    checked_rows = [value for row in checked for value in row]
+    checked_products: list[Any] = []
+    checked_stock: list[Any] = []
+    for sku, row in checked:
+        if isinstance(row, ProductRow):
+            checked_products += (sku, row.name, row.price, row.status, row.version)
+        else:
+            checked_stock += (sku, row.on_hand, row.reserved, row.version)
     for a in changed:
         expected = loaded[id(a)]
         if isinstance(a, Product):
@@ -254,6 +276,7 @@ def save_parameters(
             meta,
         )
     counts[6] = len(events)
-    params = checked_rows + new_products + products + stock + new_orders + lines + orders
-    params += appended
-    return save_sql(len(checked), *counts), params
+    params = checked_products + checked_stock + new_products + products + stock + new_orders
+    params += lines + orders + appended
+    n_products = sum(isinstance(row, ProductRow) for _, row in checked)
+    return save_sql(n_products, len(checked) - n_products, *counts), params

@@ -9,12 +9,16 @@ A snapshot is a guess, never the truth: another process may have changed either 
 The save proves it right or wrong in the same statement, so nothing is decided on stale
 data:
 
-- the stock row's update carries ``AND version = <snapshot's>``, and the product row is
-  checked at its snapshot's version (``checked_products`` in
-  :func:`command_side.save_statement.save_sql`); a row that moved makes the statement raise
-  and write nothing, and the command runs again from the database (locking);
+- the save checks both rows hold exactly the snapshot's values (``checked`` rows in
+  :func:`command_side.save_statement.save_sql`), besides the stock update's usual
+  ``AND version = …`` guard; a row that differs makes the statement raise and write
+  nothing, and the command runs again from the database (locking). Values, not only the
+  version: the decision depends on nothing else, so it stays right even if a version
+  number came back with other contents (a commit lost in a failover to an asynchronous
+  standby, a point-in-time restore);
 - a command *rejected* on a snapshot (not enough stock, a discontinued sku) writes nothing to
-  check, so it is run again from the database before the rejection is believed.
+  check, so it is run again reading the database before the rejection is believed;
+- a connection failure (the database restarted, failed over) forgets every snapshot.
 
 A sku whose snapshot proved stale is *contended* (another process writes it too): for
 :data:`CONTENDED_SECONDS` its rows are read from the database on every command, as without
@@ -118,7 +122,12 @@ class SkuSnapshots:
                 self._contended[sku] = self._clock() + self.contended_seconds
         if len(self._contended) > self.capacity:  # keep the markers bounded too
             now = self._clock()
-            self._contended = {s: t for s, t in self._contended.items() if t > now}
+            live = [(s, t) for s, t in self._contended.items() if t > now]
+            self._contended = dict(live[-max(1, self.capacity // 2) :])  # the newest
+
+    def forget_all(self) -> None:
+        """Drop every snapshot (after a connection failure: trust nothing remembered)."""
+        self._entries.clear()
 
     def _is_contended(self, sku: str) -> bool:
         until = self._contended.get(sku)

@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+import command_side.endpoint
 from command_side.app import create_app
+from command_side.postgres import PostgresUnitOfWork
 from command_side.sku_snapshots import SkuSnapshots
+from orderdesk.database import libpq_url
 from orderdesk.settings import Settings
 from tests.integration.write_side import stock_levels, stock_up
 from tests.support import bearer
@@ -147,3 +151,79 @@ def test_a_locking_command_leaves_no_snapshot_behind(
     assert stock_levels(settings.database_url or "", "MUG") == (5, 3)
     # The order after the keyed one read the rows afresh instead of failing its save.
     assert snapshots_of(replica_a).stale == 0
+
+
+def _lose_last_commit(database_url: str, order_id: str) -> None:
+    """What a failover to an asynchronous standby, or a point-in-time restore, can do to
+    the last commit: the order is gone and its stock row is back one version."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        conn.execute("DELETE FROM write.event_log WHERE stream_id = %s", (f"order:{order_id}",))
+        conn.execute(
+            "DELETE FROM write.event_log WHERE stream_id = 'stock:MUG' AND stream_version ="
+            " (SELECT max(stream_version) FROM write.event_log WHERE stream_id = 'stock:MUG')"
+        )
+        conn.execute("DELETE FROM write.order_lines WHERE order_id = %s", (order_id,))
+        conn.execute("DELETE FROM write.orders WHERE id = %s", (order_id,))
+        conn.execute(
+            "UPDATE write.stock_items SET reserved = reserved - 1, version = version - 1"
+            " WHERE sku = 'MUG'"
+        )
+
+
+def test_a_version_that_came_back_with_other_values_is_not_trusted(
+    replica_a: TestClient,
+    replica_b: TestClient,
+    settings: Settings,
+    alice: dict[str, str],
+) -> None:
+    url = settings.database_url or ""
+    stock_up(replica_a, settings, MUG=(450, 5))
+    first = order(replica_a, alice, "MUG")
+    assert first.status_code == 201  # A's snapshot: 5 on hand, 1 reserved, version 2
+    _lose_last_commit(url, first.json()["id"])  # the database: 5, 0, version 1
+    assert order(replica_b, alice, "MUG", 4).status_code == 201  # 5, 4: version 2 again
+    refused = order(replica_a, alice, "MUG", 4)
+    assert refused.status_code == 409, refused.text  # not 8 units sold of 5
+    assert stock_levels(url, "MUG") == (5, 4)
+
+
+def test_rejections_on_a_sold_out_sku_take_no_locks(
+    replica_a: TestClient,
+    settings: Settings,
+    alice: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stock_up(replica_a, settings, MUG=(450, 1))
+    assert order(replica_a, alice, "MUG").status_code == 201
+    locking: list[bool] = []
+
+    class Spy(PostgresUnitOfWork):
+        async def __aenter__(self) -> Spy:
+            locking.append(self.locking)
+            await super().__aenter__()
+            return self
+
+    monkeypatch.setattr(command_side.endpoint, "PostgresUnitOfWork", Spy)
+    assert [order(replica_a, alice, "MUG").status_code for _ in range(6)] == [409] * 6
+    # Each rejection on a snapshot was checked by one more read, never under a row lock.
+    assert not any(locking) and len(locking) <= 12
+
+
+def test_a_lost_connection_forgets_every_snapshot(
+    replica_a: TestClient, settings: Settings, alice: dict[str, str]
+) -> None:
+    stock_up(replica_a, settings, MUG=(450, 5), TEE=(1500, 5))
+    assert order(replica_a, alice, "MUG").status_code == 201
+    assert order(replica_a, alice, "TEE").status_code == 201
+    snapshots = snapshots_of(replica_a)
+    assert len(snapshots) == 2
+    with psycopg.connect(libpq_url(settings.database_url or ""), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'orderdesk-command-api'"
+        )
+    # Whichever pooled connection the next save finds dead, nothing remembered survives it.
+    statuses = [order(replica_a, alice, "MUG").status_code for _ in range(3)]
+    assert 503 in statuses
+    assert snapshots.get("TEE") is None
+    assert stock_levels(settings.database_url or "", "MUG")[1] == 1 + statuses.count(201)

@@ -78,3 +78,20 @@ def test_contended_markers_stay_bounded() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         SkuSnapshots(capacity=0)
+
+
+def test_forgetting_everything_leaves_nothing() -> None:
+    snapshots = SkuSnapshots()
+    for sku in ("A", "B", "C"):
+        snapshots.put(sku, snap(1))
+    snapshots.forget_all()
+    assert len(snapshots) == 0 and snapshots.get("A") is None
+
+
+def test_with_room_for_one_the_newest_contended_marker_stays() -> None:
+    clock = Clock()
+    snapshots = SkuSnapshots(capacity=1, contended_seconds=1.0, clock=clock)
+    snapshots.forget(["A", "B"], contended=True)
+    assert snapshots._contended.keys() == {"B"}
+    snapshots.put("B", snap(1))
+    assert snapshots.get("B") is None  # still contended
