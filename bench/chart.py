@@ -37,6 +37,8 @@ LATENCY = (
     "lag.p99@50",
     "lag.p50@200",
     "lag.p99@200",
+    "lag.p50@max",
+    "lag.p99@max",
 )
 
 

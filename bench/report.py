@@ -338,7 +338,9 @@ def describe(key: str, runs: Sequence[float] = (), missing: str = "") -> Figure:
     """A :class:`Figure` for ``key`` with its labels; ``name@N`` keys carry N in the label."""
     base, _, at = key.partition("@")
     scenario, metric, system, unit = FIGURE_INFO.get(base, (base, base, ORDERDESK, ""))
-    if at and base.startswith("lag."):
+    if at == "max":
+        scenario = f"{scenario} at the highest sustained rate"
+    elif at and base.startswith("lag."):
         scenario = f"{scenario} at {int(at)} orders/s"
     elif at:
         scenario = f"{scenario}, {int(at):,} events"

@@ -135,3 +135,19 @@ def test_projection_summary_text_becomes_log_event_rates() -> None:
         "rebuild.eps@1000000": 25_000.0,  # log events per second, not 4 projections' sum
         "rebuild.s@1000000": 40.0,
     }
+
+
+def test_lag_at_the_highest_sustained_rate_is_labelled_and_taken_from_that_rate() -> None:
+    from bench.__main__ import Recorder, at_highest
+
+    measured = {"lag.p50@600": 40.0, "lag.p99@600": 90.0, "lag.p50@800": 70.0}
+    assert at_highest(measured, 600) == {"lag.p50@max": 40.0, "lag.p99@max": 90.0}
+    figure = fig("lag.p99@max", 90.0, 120.0, 100.0)
+    assert figure.scenario == "commit → visible lag at the highest sustained rate"
+    assert figure.metric == "p99" and figure.median == 100.0
+    record = Recorder()
+    for rate in ("max", "200", "50"):
+        keys = (f"lag.p50@{rate}", f"lag.p99@{rate}")
+        record(keys, lambda keys=keys: dict.fromkeys(keys, 1.0))
+    order = [f.key for f in record.figures()]
+    assert order == [f"lag.p{q}@{r}" for q in (50, 99) for r in (50, 200, "max")]
