@@ -41,7 +41,8 @@ from orderdesk.verified_tokens import CachedVerifier
 
 #: Transient errors that mean "run the whole transaction again" rather than "tell the client".
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-#: From a snapshot, reading again, locking, and locking once more after a deadlock.
+#: At most: an order from a snapshot, again reading the database, then locking, and once
+#: more after a deadlock (other commands: optimistic or locking, then two more locking).
 ATTEMPTS = 4
 
 _encoder = msgspec.json.Encoder()

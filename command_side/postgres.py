@@ -207,12 +207,12 @@ class PostgresUnitOfWork:
             ending = failed
             raise
         finally:
-            if self.snapshots is not None:
-                self._end_snapshots(ending)
             if self._queued:
                 assert self.rows is not None
                 queued, self._queued = self._queued, []
                 self.rows.give_back(queued)
+            if self.snapshots is not None:
+                self._end_snapshots(ending)
         if (
             isinstance(exc, (DomainError, ProblemError))
             and self._from_snapshot
@@ -226,9 +226,10 @@ class PostgresUnitOfWork:
         assert self.snapshots is not None
         # Committed or not, what a locking save wrote is read afresh next time.
         self.snapshots.forget(self._written)
-        if isinstance(exc, psycopg.OperationalError):
+        if isinstance(exc, psycopg.OperationalError) and self.conn.broken:
             # The database went away (restart, failover): it may have lost commits that
-            # the snapshots remember.
+            # the snapshots remember. (Not for a deadlock or a timeout: also operational
+            # errors, but the connection is fine and nothing was lost.)
             self.snapshots.forget_all()
         elif exc is not None:
             self.snapshots.forget(self._touched)

@@ -18,7 +18,8 @@ data:
   standby, a point-in-time restore);
 - a command *rejected* on a snapshot (not enough stock, a discontinued sku) writes nothing to
   check, so it is run again reading the database before the rejection is believed;
-- a connection failure (the database restarted, failed over) forgets every snapshot.
+- a command that finds its connection broken (the database restarted, failed over)
+  forgets every snapshot.
 
 A sku whose snapshot proved stale is *contended* (another process writes it too): for
 :data:`CONTENDED_SECONDS` its rows are read from the database on every command, as without

@@ -8,6 +8,7 @@ current price, no rejection the database would not make.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,8 @@ from starlette.testclient import TestClient
 import command_side.endpoint
 from command_side.app import create_app
 from command_side.postgres import PostgresUnitOfWork
-from command_side.sku_snapshots import SkuSnapshots
+from command_side.sku_snapshots import ProductRow, SkuSnapshot, SkuSnapshots, StockRow
+from command_side.unit_of_work import EventMetadata
 from orderdesk.database import libpq_url
 from orderdesk.settings import Settings
 from tests.integration.write_side import stock_levels, stock_up
@@ -227,3 +229,23 @@ def test_a_lost_connection_forgets_every_snapshot(
     assert 503 in statuses
     assert snapshots.get("TEE") is None
     assert stock_levels(settings.database_url or "", "MUG")[1] == 1 + statuses.count(201)
+
+
+def test_a_deadlock_forgets_no_snapshot_of_another_sku(db_url: str) -> None:
+    """A deadlock or a timeout is an operational error too, but the connection is fine
+    and nothing was lost: the other skus' snapshots stay."""
+
+    async def scenario() -> SkuSnapshots:
+        snapshots = SkuSnapshots()
+        snapshots.put("MUG", SkuSnapshot(ProductRow("Mug", 450, "active", 1), StockRow(5, 1, 2)))
+        conn = await psycopg.AsyncConnection.connect(libpq_url(db_url))
+        async with conn:
+            meta = EventMetadata("req", "cause", "alice")
+            with pytest.raises(psycopg.errors.DeadlockDetected):
+                async with PostgresUnitOfWork(conn, meta, snapshots=snapshots):
+                    await conn.execute(
+                        "DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$"
+                    )
+        return snapshots
+
+    assert asyncio.run(scenario()).get("MUG") is not None
