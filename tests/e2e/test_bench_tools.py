@@ -60,3 +60,9 @@ def test_rate_limit_cost_measures_both_ways() -> None:
     lines = _json_lines("bench.rate_limit_cost", "--checks", "20", "--repetitions", "1")
     assert [line["way"] for line in lines] == ["redis-py", "wire"]
     assert all(line["cpu_us_per_check_median"] > 0 for line in lines)
+
+
+def test_order_path_measures_snapshots_and_reads() -> None:
+    lines = _json_lines("bench.order_path", "--orders", "30", "--rounds", "1")
+    assert [line["way"] for line in lines] == ["snapshot", "reading"]
+    assert all(line["client_us_median"] > 0 and line["wall_us_median"] > 0 for line in lines)
