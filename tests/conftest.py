@@ -18,7 +18,7 @@ import pytest
 from orderdesk.database import libpq_url, with_database
 from orderdesk.embedded import EmbeddedValkey
 from orderdesk.settings import Settings
-from tests.support import TEST_JWT_SECRET
+from tests.support import TEST_JWT_SECRET, bearer
 
 TEMPLATE = "orderdesk_template"
 _counter = itertools.count()
@@ -124,3 +124,15 @@ def settings(db_url: str, redis_url: str, tmp_path: Path) -> Settings:
         relay_poll_interval=0.5,
         log_level="INFO",
     )
+
+
+@pytest.fixture
+def staff(settings: Settings) -> dict[str, str]:
+    """An Authorization header of a staff member, for the test's settings."""
+    return bearer(settings, "staff-1", "staff")
+
+
+@pytest.fixture
+def alice(settings: Settings) -> dict[str, str]:
+    """An Authorization header of the customer alice, for the test's settings."""
+    return bearer(settings, "alice", "customer")

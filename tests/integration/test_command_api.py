@@ -31,16 +31,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture
-def staff(settings: Settings) -> dict[str, str]:
-    return bearer(settings, "staff-1", "staff")
-
-
-@pytest.fixture
-def alice(settings: Settings) -> dict[str, str]:
-    return bearer(settings, "alice", "customer")
-
-
 def assert_success(response: Any, status: int, version: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()

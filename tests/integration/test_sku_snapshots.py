@@ -24,7 +24,6 @@ from command_side.unit_of_work import EventMetadata
 from orderdesk.database import libpq_url
 from orderdesk.settings import Settings
 from tests.integration.write_side import stock_levels, stock_up
-from tests.support import bearer
 
 
 @pytest.fixture
@@ -37,16 +36,6 @@ def replica_a(settings: Settings) -> Iterator[TestClient]:
 def replica_b(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-@pytest.fixture
-def staff(settings: Settings) -> dict[str, str]:
-    return bearer(settings, "staff-1", "staff")
-
-
-@pytest.fixture
-def alice(settings: Settings) -> dict[str, str]:
-    return bearer(settings, "alice", "customer")
 
 
 def snapshots_of(client: TestClient) -> SkuSnapshots:
