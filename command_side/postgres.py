@@ -397,17 +397,15 @@ class PostgresUnitOfWork:
         now; a locking one commits later (or not), so its skus are forgotten at the end."""
         assert self.snapshots is not None
         for a in changed:
-            if isinstance(a, StockItem):
-                if self.locking:
-                    self._written.append(a.sku)
-                else:
-                    self.snapshots.saved(a.sku, stock=StockRow(a.on_hand, a.reserved, a.version))
-            elif isinstance(a, Product):
-                if self.locking:
-                    self._written.append(a.sku)
-                else:
-                    product = ProductRow(a.name, a.price, a.status, a.version)
-                    self.snapshots.saved(a.sku, product=product)
+            if isinstance(a, Order):
+                continue
+            if self.locking:
+                self._written.append(a.sku)
+            elif isinstance(a, StockItem):
+                self.snapshots.saved(a.sku, stock=StockRow(a.on_hand, a.reserved, a.version))
+            else:
+                row = ProductRow(a.name, a.price, a.status, a.version)
+                self.snapshots.saved(a.sku, product=row)
 
     def _metadata_dict(self) -> dict[str, str | None]:
         m = self.metadata
