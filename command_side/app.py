@@ -51,6 +51,13 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
     redis_url = settings.redis_url
     metrics = metrics or create_metrics(SERVICE)
     verifier = CachedVerifier(TokenVerifier.from_settings(settings))
+    snapshot_results = {
+        result: metrics.sku_snapshots.labels(result=result) for result in ("hit", "miss", "stale")
+    }
+
+    def count_snapshot(result: str) -> None:
+        snapshot_results[result].inc()
+
     # Filled by the lifespan; the middleware and /readyz read them through getters.
     live: dict[str, Any] = {}
 
@@ -72,7 +79,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
                 "pool": pool,
                 "pool_recovery": PoolRecovery(pool),
                 "row_queue": RowQueue(),
-                "sku_snapshots": SkuSnapshots(),
+                "sku_snapshots": SkuSnapshots(observe=count_snapshot),
             }
         finally:
             limiter = live.get("limiter")

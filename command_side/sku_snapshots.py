@@ -73,12 +73,16 @@ class SkuSnapshots:
         *,
         contended_seconds: float = CONTENDED_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
         self.contended_seconds = contended_seconds
         self._clock = clock
+        #: Called with "hit", "miss" or "stale" (the ``orderdesk_sku_snapshots_total``
+        #: counter in the command API).
+        self._observe = observe
         self._entries: OrderedDict[str, SkuSnapshot] = OrderedDict()
         self._contended: dict[str, float] = {}  # sku → until (clock)
         #: Commands that decided from a snapshot / that found one stale at their save.
@@ -92,9 +96,13 @@ class SkuSnapshots:
         """The snapshot of ``sku``, or ``None`` (never seen, dropped, or contended)."""
         found = self._entries.get(sku)
         if found is None:
+            if self._observe is not None:
+                self._observe("miss")
             return None
         self._entries.move_to_end(sku)
         self.hits += 1
+        if self._observe is not None:
+            self._observe("hit")
         return found
 
     def put(self, sku: str, snapshot: SkuSnapshot) -> None:
@@ -121,6 +129,8 @@ class SkuSnapshots:
             if contended:
                 self.stale += 1
                 self._contended[sku] = self._clock() + self.contended_seconds
+                if self._observe is not None:
+                    self._observe("stale")
         if len(self._contended) > self.capacity:  # keep the markers bounded too
             now = self._clock()
             live = [(s, t) for s, t in self._contended.items() if t > now]

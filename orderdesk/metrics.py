@@ -53,6 +53,7 @@ class Metrics:
     projection_state: Gauge
     cache_requests: Counter
     rate_limited: Counter
+    sku_snapshots: Counter
     #: The labelled latency series by (route, method, status): looking a child up through
     #: ``labels()`` validates and locks on every call, a dict lookup does not.
     _request_series: dict[tuple[str, str, int], Any] = field(default_factory=dict)
@@ -129,6 +130,12 @@ def create_metrics(service: str) -> Metrics:
         ),
         rate_limited=counter(
             "orderdesk_rate_limited_total", "Requests rejected by the rate limiter (429)."
+        ),
+        sku_snapshots=counter(
+            "orderdesk_sku_snapshots_total",
+            "One-line orders decided from the command API's sku snapshot (hit) or reading the"
+            " rows (miss), and snapshots a save found stale (stale).",
+            ("result",),
         ),
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 import command_side.endpoint
@@ -43,6 +44,16 @@ def snapshots_of(client: TestClient) -> SkuSnapshots:
     return found
 
 
+def snapshot_counts(client: TestClient) -> dict[str, float]:
+    """``orderdesk_sku_snapshots_total`` by result, from the app's /metrics."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "orderdesk_sku_snapshots_total":
+                found[sample.labels["result"]] = sample.value
+    return found
+
+
 def order(client: TestClient, headers: dict[str, str], sku: str, quantity: int = 1) -> Any:
     return client.post(
         "/orders", json={"lines": [{"sku": sku, "quantity": quantity}]}, headers=headers
@@ -60,6 +71,7 @@ def test_one_process_s_orders_decide_from_its_snapshot_and_stop_at_the_stock(
     # The first order read the rows; the next ones (and the rejection) decided from the
     # snapshot its predecessor's save left, and none was found stale.
     assert snapshots.hits == 5 and snapshots.stale == 0
+    assert snapshot_counts(replica_a) == {"hit": 5.0, "miss": 1.0, "stale": 0.0}
 
 
 def test_stock_another_process_reserved_is_never_sold_twice(
@@ -76,6 +88,7 @@ def test_stock_another_process_reserved_is_never_sold_twice(
     assert refused.json()["type"] == "urn:orderdesk:problem:insufficient-stock"
     assert stock_levels(settings.database_url or "", "MUG") == (5, 5)
     assert snapshots_of(replica_a).stale == 1  # found out at the save
+    assert snapshot_counts(replica_a)["stale"] == 1.0  # what an operator sees
 
 
 def test_a_price_changed_by_another_process_is_the_price_charged(
